@@ -1,0 +1,55 @@
+# make run: set up and start the service on embedded defaults.
+# make test: set up and run every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PROTOS := $(wildcard protos/meetings/v1/*.proto)
+GEN_DIR := gen/meetings/v1
+GEN_STAMP := gen/.stamp
+DESCRIPTOR := gateway/meetings.pb
+PYTEST_ARGS ?=
+
+.PHONY: all setup gen run test lint bench clean
+
+all: setup
+
+setup: $(INSTALLED) $(GEN_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# The project itself is installed editable, after gen/ exists (it maps the `meetings` package there).
+$(INSTALLED): $(PY) requirements.txt requirements-dev.txt pyproject.toml
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	mkdir -p $(GEN_DIR)
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Python modules, typing stubs and the gateway's descriptor set, rebuilt when a .proto changes.
+$(GEN_STAMP): $(PROTOS) $(INSTALLED)
+	mkdir -p $(GEN_DIR)
+	googleapis=$$($(PY) -c 'import google.api.annotations_pb2 as a, pathlib; print(pathlib.Path(a.__file__).parent.parent.parent)'); \
+	$(PY) -m grpc_tools.protoc -Iprotos -I"$$googleapis" \
+		--python_out=gen --grpc_python_out=gen --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_out=gen --mypy_grpc_out=gen $(PROTOS) && \
+	$(PY) -m grpc_tools.protoc -Iprotos -I"$$googleapis" --include_imports --include_source_info \
+		--descriptor_set_out=$(DESCRIPTOR) $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto
+	touch gen/meetings/__init__.py $(GEN_DIR)/__init__.py gen/meetings/py.typed
+	touch $@
+
+gen: $(GEN_STAMP)
+
+run: setup
+	$(PY) -m server
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check server tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf gen $(DESCRIPTOR) $(VENV)

@@ -1,0 +1,1 @@
+"""Meetings API server."""

@@ -1,0 +1,117 @@
+"""Assembles and runs the gRPC server: servicers, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from concurrent import futures
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from meetings.v1 import meetings_pb2, meetings_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from server import database, embedded_db, logs, migrations, servicers
+from server.health import DatabaseWatch
+from server.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [
+    meetings_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name,
+    sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+]
+
+
+class Service:
+    """The gRPC server of one process, bound to a database that is already migrated."""
+
+    def __init__(self, settings: Settings, database_url: str, pool: Any) -> None:
+        self.settings = settings
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        meetings_pb2_grpc.add_MeetingServiceServicer_to_server(
+            servicers.MeetingService(), self.server
+        )
+        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
+            servicers.SessionService(settings), self.server
+        )
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self.watch = DatabaseWatch(
+            self.health, SERVICE_NAMES, database_url, settings.health_interval_seconds, pool
+        )
+        self.port = 0
+
+    def start(self) -> int:
+        self.port = self.server.add_insecure_port(
+            f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        )
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
+        self.watch.start()
+        self.server.start()
+        log.info("gRPC server listening", extra={"port": self.port})
+        return self.port
+
+    def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
+        self.watch.stop()
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        self.server.stop(grace).wait()
+        log.info("gRPC server stopped")
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = embedded_db.EmbeddedPostgres(settings.data_dir)
+        url = embedded.url()
+    pool = database.connect(url, settings.db_pool_size)
+    migrations.migrate(pool)
+
+    service = Service(settings, url, pool)
+    port = service.start()
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    where = f"{settings.grpc_host}:{port}"
+    print(f"Meetings gRPC API listening on {where}", flush=True)
+    print(
+        "Create a user and a token:  .venv/bin/meetings-admin create-user alice --password "
+        "'a long secret' && .venv/bin/meetings-admin token alice",
+        flush=True,
+    )
+    stopping.wait()
+    service.stop()
+    pool.close_all()
+    if embedded is not None:
+        embedded.stop()
+    return 0

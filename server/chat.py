@@ -1,0 +1,54 @@
+"""Chat dialogs of meetings: created with `chat: true`, occupants kept in step with the meeting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from server import clock, ids
+from server.models import ChatDialog, ChatDialogOccupant
+
+
+def create(meeting_id: str, name: str, occupant_ids: Iterable[int]) -> str:
+    """Create the meeting's dialog (call inside the meeting's transaction); returns its id."""
+    now = clock.now()
+    dialog = ChatDialog.create(
+        id=ids.new_id(), meeting=meeting_id, name=name, created_at=now, updated_at=now
+    )
+    _insert_occupants(dialog.id, set(occupant_ids))
+    return str(dialog.id)
+
+
+def sync(dialog_id: str, name: str, occupant_ids: Iterable[int]) -> None:
+    """Make the dialog's name and occupants match the meeting's host and attendees."""
+    wanted = set(occupant_ids)
+    current = {
+        row.user_id
+        for row in ChatDialogOccupant.select(ChatDialogOccupant.user_id).where(
+            ChatDialogOccupant.dialog == dialog_id
+        )
+    }
+    gone = current - wanted
+    if gone:
+        ChatDialogOccupant.delete().where(
+            ChatDialogOccupant.dialog == dialog_id, ChatDialogOccupant.user_id.in_(sorted(gone))
+        ).execute()
+    _insert_occupants(dialog_id, wanted - current)
+    ChatDialog.update(name=name, updated_at=clock.now()).where(ChatDialog.id == dialog_id).execute()
+
+
+def delete(dialog_id: str) -> None:
+    ChatDialog.delete().where(ChatDialog.id == dialog_id).execute()
+
+
+def occupants(dialog_id: str) -> set[int]:
+    return {
+        row.user_id
+        for row in ChatDialogOccupant.select().where(ChatDialogOccupant.dialog == dialog_id)
+    }
+
+
+def _insert_occupants(dialog_id: str, user_ids: set[int]) -> None:
+    if user_ids:
+        ChatDialogOccupant.insert_many(
+            [{"dialog": dialog_id, "user_id": uid} for uid in sorted(user_ids)]
+        ).execute()

@@ -1,0 +1,66 @@
+"""Operator command line: create users and print session tokens.
+
+    meetings-admin create-user LOGIN --password P [--email E] [--full-name N]
+    meetings-admin token LOGIN          # prints a new session token for that user
+
+It uses DATABASE_URL, or the embedded server in DATA_DIR (started if it is not running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from server import auth, database, embedded_db, errors, migrations
+from server.settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meetings-admin", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create-user", help="create a user")
+    create.add_argument("login")
+    create.add_argument("--password", help="prompted for if not given")
+    create.add_argument("--email", default="")
+    create.add_argument("--full-name", default="")
+    token = commands.add_parser("token", help="print a new session token for a user")
+    token.add_argument("login")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    url = settings.database_url
+    embedded = None
+    if url is None:
+        embedded = embedded_db.EmbeddedPostgres(settings.data_dir)
+        url = embedded.url()
+    pool = database.connect(url, 2)
+    migrations.migrate(pool)
+    try:
+        with pool.connection_context():
+            if args.command == "create-user":
+                password = args.password or getpass.getpass("Password: ")
+                user_id = auth.create_user(args.login, password, args.email, args.full_name)
+                print(f"created user {args.login!r} with id {user_id}")
+            else:
+                session = auth.issue_token(args.login, settings.token_ttl_seconds)
+                print(session.token)
+    except errors.InvalidFields as exc:
+        for field, messages in exc.fields.items():
+            for message in messages:
+                print(f"{field}: {message}", file=sys.stderr)
+        return 1
+    except errors.NotFound as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    finally:
+        pool.close_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Domain errors. Each carries the gRPC status it maps to; grpc_errors maps them in one place."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class DomainError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+    def __init__(self, message: str = "Required session does not exist") -> None:
+        super().__init__(message)
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, message: str = "The resource wasn't found") -> None:
+        super().__init__(message)
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class InvalidFields(DomainError):
+    """One or more fields are invalid: a list of messages per field (REST: 422)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        self.fields = {name: list(messages) for name, messages in fields.items()}
+        summary = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in self.fields.items())
+        super().__init__(summary or "invalid request")
+
+
+class BadRequest(DomainError):
+    """The request is malformed as a whole (REST: 400)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class FieldErrors:
+    """Collects messages per field; `raise_if_any` raises InvalidFields with all of them."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, list[str]] = {}
+
+    def add(self, field: str, message: str) -> None:
+        self.fields.setdefault(field, []).append(message)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+    def raise_if_any(self) -> None:
+        if self.fields:
+            raise InvalidFields(self.fields)

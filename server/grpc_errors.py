@@ -1,0 +1,145 @@
+"""The one place where RPCs get their database connection, caller and error mapping.
+
+`@rpc()` wraps a servicer method: it sets the request id, opens the connection for the call,
+authenticates the `cb-token` metadata (unless `authenticated=False`), and turns every
+exception into a gRPC status. Domain errors keep their status and message; database outages
+become UNAVAILABLE; anything else is logged with the request id and returned as INTERNAL
+without its text. Each error also carries, as trailing metadata, the HTTP status and JSON
+body that the REST gateway returns for it (`cb-http-status`, `cb-error-body`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from playhouse.pool import MaxConnectionsExceeded
+
+from server import auth, errors, logs
+from server.database import CONNECTION_ERRORS, db
+
+log = logging.getLogger(__name__)
+
+Response = TypeVar("Response")
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {
+        key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+    }
+
+
+def _response_headers(request_id: str, caller: auth.Caller | None) -> tuple[tuple[str, str], ...]:
+    headers = [("x-request-id", request_id)]
+    if caller is not None:
+        # The Flutter SDK reads this to renew its session in time.
+        expires = caller.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        headers.append(("cb-token-expirationdate", expires))
+    return tuple(headers)
+
+
+def http_error(exc: errors.DomainError) -> tuple[int, dict[str, Any]]:
+    """The REST status and body for a domain error (the hosted API's shapes)."""
+    if isinstance(exc, errors.Unauthenticated):
+        return 401, {"errors": {"base": [exc.message]}}
+    if isinstance(exc, errors.PermissionDenied):
+        return 403, {"errors": {"base": [exc.message]}}
+    if isinstance(exc, errors.NotFound):
+        return 404, {"errors": ["The resource wasn't found"]}
+    if isinstance(exc, errors.InvalidFields):
+        return 422, {"errors": exc.fields}
+    if isinstance(exc, errors.BadRequest):
+        return 400, {"errors": [exc.message]}
+    if isinstance(exc, errors.Unavailable):
+        return 503, {"errors": [exc.message]}
+    return 500, {"errors": ["Internal error"]}
+
+
+def _status(exc: BaseException, request_id: str) -> grpc.Status:
+    if isinstance(exc, errors.DomainError):
+        domain = exc
+    elif isinstance(exc, (*CONNECTION_ERRORS, MaxConnectionsExceeded)):
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        domain = errors.Unavailable("The service is temporarily unavailable, try again")
+    else:
+        log.exception("unhandled error")
+        domain = errors.DomainError(f"Internal error (request id {request_id})")
+        domain.code = grpc.StatusCode.INTERNAL
+    http_status, body = http_error(domain)
+    status = status_pb2.Status(code=domain.code.value[0], message=domain.message)
+    if isinstance(domain, errors.InvalidFields):
+        details = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=name, description=message)
+                for name, messages in domain.fields.items()
+                for message in messages
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(details)
+        status.details.append(packed)
+    assert status.code != code_pb2.OK
+    converted = rpc_status.to_status(status)
+    trailing = (
+        *converted.trailing_metadata,
+        ("x-request-id", request_id),
+        ("cb-http-status", str(http_status)),
+        ("cb-error-body", json.dumps(body, separators=(",", ":"))),
+    )
+    return _Status(converted.code, converted.details, trailing)
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: tuple[Any, ...]) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing
+
+
+def _begin(context: grpc.ServicerContext) -> tuple[dict[str, str], str]:
+    metadata = _metadata(context)
+    request_id = metadata.get("x-request-id", "")[:64] or uuid.uuid4().hex
+    logs.request_id.set(request_id)
+    return metadata, request_id
+
+
+def rpc(
+    *, authenticated: bool = True, stream: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a servicer method `(self, request, context, caller)`; see the module doc."""
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            metadata, request_id = _begin(context)
+            try:
+                with db.connection_context():
+                    caller = auth.authenticate(metadata.get("cb-token")) if authenticated else None
+                    result = method(self, request, context, caller)
+                    if stream:
+                        # Materialized inside the connection, so that every error comes before
+                        # the first message (after it, REST clients would see a 200).
+                        result = list(result)
+            except Exception as exc:
+                context.abort_with_status(_status(exc, request_id))
+            context.send_initial_metadata(_response_headers(request_id, caller))
+            return result
+
+        if stream:
+
+            @functools.wraps(method)
+            def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                yield from call(self, request, context)
+
+            return streaming
+        return functools.wraps(method)(call)
+
+    return decorate

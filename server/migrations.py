@@ -1,0 +1,154 @@
+"""Versioned schema migrations, applied at start-up.
+
+Each migration runs once, in its own transaction, under a PostgreSQL advisory lock, so running
+them twice or from several processes at once is safe: the second runner waits, then finds
+nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# An arbitrary constant that names "the meetings schema" among advisory locks.
+_LOCK_KEY = 7_242_001
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "users, sessions, meetings, attendees, chat dialogs, recording events",
+        """
+        CREATE TABLE users (
+            id serial PRIMARY KEY,
+            object_id varchar(24) NOT NULL UNIQUE,
+            login text NOT NULL,
+            email text NOT NULL DEFAULT '',
+            full_name text NOT NULL DEFAULT '',
+            password_hash text,
+            is_guest boolean NOT NULL DEFAULT false,
+            phone text,
+            website text,
+            external_user_id bigint,
+            facebook_id text,
+            twitter_id text,
+            custom_data text,
+            user_tags text,
+            avatar text,
+            timezone text,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            last_request_at timestamptz
+        );
+        CREATE UNIQUE INDEX users_login_key ON users (lower(login));
+        CREATE INDEX users_email_idx ON users (lower(email)) WHERE email <> '';
+
+        CREATE TABLE sessions (
+            id varchar(24) PRIMARY KEY,
+            user_id integer NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            token_hash varchar(64) NOT NULL UNIQUE,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL
+        );
+        CREATE INDEX sessions_user_idx ON sessions (user_id);
+        CREATE INDEX sessions_expires_idx ON sessions (expires_at);
+
+        CREATE TABLE meetings (
+            id varchar(24) PRIMARY KEY,
+            name text NOT NULL,
+            start_date bigint NOT NULL,
+            end_date bigint NOT NULL,
+            host_id integer NOT NULL REFERENCES users (id),
+            record boolean NOT NULL DEFAULT false,
+            public boolean NOT NULL DEFAULT false,
+            scheduled boolean NOT NULL DEFAULT false,
+            notify boolean NOT NULL DEFAULT false,
+            notify_before_metric text,
+            notify_before_value integer,
+            timezone_offset integer,
+            timezone_name text,
+            chat_dialog_id varchar(24),
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            version integer NOT NULL DEFAULT 1
+        );
+        -- "Meetings I host" with a date filter and the list order (start_date, id).
+        CREATE INDEX meetings_host_start_idx ON meetings (host_id, start_date, id);
+
+        CREATE TABLE meeting_attendees (
+            id bigserial PRIMARY KEY,
+            meeting_id varchar(24) NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+            position integer NOT NULL,
+            user_id integer,
+            email text,
+            email_norm text
+        );
+        CREATE INDEX meeting_attendees_meeting_idx ON meeting_attendees (meeting_id, position);
+        -- "Meetings I attend", by user id or by my account's email.
+        CREATE INDEX meeting_attendees_user_idx ON meeting_attendees (user_id, meeting_id)
+            WHERE user_id IS NOT NULL;
+        CREATE INDEX meeting_attendees_email_idx ON meeting_attendees (email_norm, meeting_id)
+            WHERE email_norm IS NOT NULL;
+
+        CREATE TABLE chat_dialogs (
+            id varchar(24) PRIMARY KEY,
+            meeting_id varchar(24) NOT NULL UNIQUE REFERENCES meetings (id) ON DELETE CASCADE,
+            name text NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL
+        );
+        CREATE TABLE chat_dialog_occupants (
+            dialog_id varchar(24) NOT NULL REFERENCES chat_dialogs (id) ON DELETE CASCADE,
+            user_id integer NOT NULL,
+            PRIMARY KEY (dialog_id, user_id)
+        );
+
+        -- record false->true / true->false, for the media server to consume in order.
+        CREATE TABLE recording_events (
+            id bigserial PRIMARY KEY,
+            meeting_id varchar(24) NOT NULL,
+            action text NOT NULL CHECK (action IN ('start', 'stop')),
+            created_at timestamptz NOT NULL
+        );
+        CREATE INDEX recording_events_meeting_idx ON recording_events (meeting_id, id);
+        """,
+    ),
+]
+
+
+def migrate(database: Any) -> list[int]:
+    """Apply the migrations not yet applied; returns the versions this call applied."""
+    applied: list[int] = []
+    with database.connection_context():
+        with database.atomic():
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            database.execute_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        for version, name, statements in MIGRATIONS:
+            with database.atomic():
+                database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                cursor = database.execute_sql(
+                    "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
+                )
+                if cursor.fetchone() is not None:
+                    continue
+                database.execute_sql(statements)
+                database.execute_sql(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (version, name),
+                )
+                applied.append(version)
+                log.info("schema migration applied", extra={"version": version, "migration": name})
+    return applied
+
+
+def current_version(database: Any) -> int:
+    with database.connection_context():
+        cursor = database.execute_sql("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        row = cursor.fetchone()
+        return int(row[0])

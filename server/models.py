@@ -1,0 +1,123 @@
+"""Peewee models over the tables that migrations.py creates (models only; no behaviour)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee as pw
+from playhouse.postgres_ext import DateTimeTZField
+
+from server.database import db
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    id = pw.AutoField()
+    object_id = pw.CharField(max_length=24, unique=True)
+    login = pw.TextField()
+    email = pw.TextField(default="")
+    full_name = pw.TextField(default="")
+    password_hash = pw.TextField(null=True)
+    is_guest = pw.BooleanField(default=False)
+    phone = pw.TextField(null=True)
+    website = pw.TextField(null=True)
+    external_user_id = pw.BigIntegerField(null=True)
+    facebook_id = pw.TextField(null=True)
+    twitter_id = pw.TextField(null=True)
+    custom_data = pw.TextField(null=True)
+    user_tags = pw.TextField(null=True)
+    avatar = pw.TextField(null=True)
+    timezone = pw.TextField(null=True)
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+    last_request_at = DateTimeTZField(null=True)
+
+    class Meta:
+        table_name = "users"
+
+
+class Session(BaseModel):
+    id = pw.CharField(max_length=24, primary_key=True)
+    user = pw.ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    token_hash = pw.CharField(max_length=64, unique=True)
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+    expires_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "sessions"
+
+
+class Meeting(BaseModel):
+    id = pw.CharField(max_length=24, primary_key=True)
+    name = pw.TextField()
+    start_date = pw.BigIntegerField()
+    end_date = pw.BigIntegerField()
+    host = pw.ForeignKeyField(User, column_name="host_id")
+    record = pw.BooleanField(default=False)
+    public = pw.BooleanField(default=False)
+    scheduled = pw.BooleanField(default=False)
+    notify = pw.BooleanField(default=False)
+    notify_before_metric = pw.TextField(null=True)
+    notify_before_value = pw.IntegerField(null=True)
+    timezone_offset = pw.IntegerField(null=True)
+    timezone_name = pw.TextField(null=True)
+    chat_dialog_id = pw.CharField(max_length=24, null=True)
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+    version = pw.IntegerField(default=1)
+
+    host_id: Any
+
+    class Meta:
+        table_name = "meetings"
+
+
+class MeetingAttendee(BaseModel):
+    id = pw.BigAutoField()
+    meeting = pw.ForeignKeyField(Meeting, column_name="meeting_id", on_delete="CASCADE")
+    position = pw.IntegerField()
+    user_id = pw.IntegerField(null=True)
+    email = pw.TextField(null=True)
+    # lower(trimmed email), to match the email of a user's account.
+    email_norm = pw.TextField(null=True)
+
+    meeting_id: Any
+
+    class Meta:
+        table_name = "meeting_attendees"
+
+
+class ChatDialog(BaseModel):
+    id = pw.CharField(max_length=24, primary_key=True)
+    meeting = pw.ForeignKeyField(Meeting, column_name="meeting_id", on_delete="CASCADE")
+    name = pw.TextField()
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "chat_dialogs"
+
+
+class ChatDialogOccupant(BaseModel):
+    dialog = pw.ForeignKeyField(ChatDialog, column_name="dialog_id", on_delete="CASCADE")
+    user_id = pw.IntegerField()
+
+    class Meta:
+        table_name = "chat_dialog_occupants"
+        primary_key = pw.CompositeKey("dialog", "user_id")
+
+
+class RecordingEvent(BaseModel):
+    id = pw.BigAutoField()
+    meeting_id = pw.CharField(max_length=24)
+    action = pw.TextField()
+    created_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "recording_events"

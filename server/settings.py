@@ -1,0 +1,81 @@
+"""Settings, read once from the environment at start-up and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting is present but not usable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    # None: start the embedded PostgreSQL server in data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path("data")
+    token_ttl_seconds: int = 7200
+    grpc_workers: int = 16
+    shutdown_grace_seconds: float = 10.0
+    health_interval_seconds: float = 1.0
+    log_level: str = "INFO"
+
+    @property
+    def db_pool_size(self) -> int:
+        # One connection per worker thread plus a few for the background loops.
+        return self.grpc_workers + 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+            if not low <= value <= high:
+                raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+            return value
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+            if not low <= value <= high:
+                raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+            return value
+
+        level = env.get("LOG_LEVEL", defaults.log_level).upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        return cls(
+            grpc_host=env.get("GRPC_HOST") or defaults.grpc_host,
+            grpc_port=integer("GRPC_PORT", defaults.grpc_port, 0, 65535),
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=Path(env.get("DATA_DIR") or defaults.data_dir),
+            token_ttl_seconds=integer(
+                "TOKEN_TTL_SECONDS", defaults.token_ttl_seconds, 1, 90 * 24 * 3600
+            ),
+            grpc_workers=integer("GRPC_WORKERS", defaults.grpc_workers, 1, 256),
+            shutdown_grace_seconds=number(
+                "SHUTDOWN_GRACE_SECONDS", defaults.shutdown_grace_seconds, 0, 300
+            ),
+            health_interval_seconds=number(
+                "HEALTH_INTERVAL_SECONDS", defaults.health_interval_seconds, 0.05, 60
+            ),
+            log_level=level,
+        )
