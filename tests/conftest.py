@@ -25,7 +25,7 @@ from server.settings import Settings
 
 
 @dataclass
-class TestDatabase:
+class PgDatabase:
     url: str
     admin_url: str
     name: str
@@ -54,7 +54,7 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgDatabase]:
     """A fresh, migrated database for the test session."""
     name = f"meetings_test_{secrets.token_hex(4)}"
     external = os.environ.get("DATABASE_URL")
@@ -70,7 +70,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]
         if embedded
         else f"postgresql://{_url_tail(external or '', name)}"
     )
-    yield TestDatabase(url=url, admin_url=admin_url, name=name)
+    yield PgDatabase(url=url, admin_url=admin_url, name=name)
     _drop_database(admin_url, name)
     if embedded is not None:
         embedded.stop()
@@ -85,7 +85,7 @@ def _url_tail(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pool(postgres: TestDatabase) -> Iterator[Any]:
+def pool(postgres: PgDatabase) -> Iterator[Any]:
     db = database.connect(postgres.url, 40)
     migrations.migrate(db)
     yield db
@@ -138,7 +138,7 @@ def accounts(db: Any) -> dict[str, Account]:
 
 
 @pytest.fixture(scope="session")
-def grpc_server(postgres: TestDatabase, pool: Any) -> Iterator[app.Service]:
+def grpc_server(postgres: PgDatabase, pool: Any) -> Iterator[app.Service]:
     settings = Settings(grpc_port=0, database_url=postgres.url, health_interval_seconds=0.2)
     service = app.Service(settings, postgres.url, pool)
     service.start()

@@ -1,0 +1,85 @@
+"""Helpers for tests that call the real gRPC server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from meetings.v1 import meetings_pb2 as pb
+from tests.conftest import Account
+
+BASE = {"name": "Friday weekly sync", "start_date": 1613729948, "end_date": 1613731012}
+
+
+def meeting_input(**fields: Any) -> pb.MeetingInput:
+    attendees = fields.pop("attendees", [])
+    message = pb.MeetingInput(**fields)
+    for attendee in attendees:
+        message.attendees.add(**attendee)
+    return message
+
+
+def create(stub: Any, account: Account, **fields: Any) -> pb.Meeting:
+    message = meeting_input(**{**BASE, **fields})
+    result: pb.Meeting = stub.CreateMeeting(
+        pb.CreateMeetingRequest(meeting=message), metadata=account.metadata
+    )
+    return result
+
+
+def update(stub: Any, account: Account, meeting_id: str, mask: list[str] | None = None,
+           **fields: Any) -> pb.Meeting:
+    request = pb.UpdateMeetingRequest(_id=meeting_id, meeting=meeting_input(**fields))
+    if mask is not None:
+        request.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=mask))
+    result: pb.Meeting = stub.UpdateMeeting(request, metadata=account.metadata)
+    return result
+
+
+def get(stub: Any, account: Account, meeting_id: str) -> pb.Meeting:
+    result: pb.Meeting = stub.GetMeeting(
+        pb.GetMeetingRequest(_id=meeting_id), metadata=account.metadata
+    )
+    return result
+
+
+def listed(stub: Any, account: Account, **filters: Any) -> list[str]:
+    """Ids of the caller's meetings matching the filters, in the order returned."""
+    request = pb.ListMeetingsRequest(**filters)
+    return [m_id(m) for m in stub.ListMeetings(request, metadata=account.metadata)]
+
+
+def m_id(message: Any) -> str:
+    value: str = getattr(message, "_id")  # noqa: B009
+    return value
+
+
+def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        result = call()
+        if not isinstance(result, pb.Meeting | pb.MeetingPage | pb.DeleteMeetingResponse):
+            list(result)
+    error: grpc.RpcError = caught.value
+    return error
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, list[str]]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    found: dict[str, list[str]] = {}
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad)
+        for violation in bad.field_violations:
+            found.setdefault(violation.field, []).append(violation.description)
+    return found
+
+
+def trailers(error: grpc.RpcError) -> dict[str, str]:
+    return {k: v for k, v in error.trailing_metadata() if isinstance(v, str)}  # type: ignore[attr-defined]

@@ -1,0 +1,45 @@
+"""Migrations: applied once, safe to run again and from several processes at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import psycopg2
+
+from server import database, migrations
+from tests.conftest import PgDatabase, _create_database, _drop_database
+
+
+def test_running_again_applies_nothing(pool: Any) -> None:
+    assert migrations.migrate(pool) == []
+    assert migrations.current_version(pool) == max(v for v, _, _ in migrations.MIGRATIONS)
+
+
+def test_two_processes_migrating_a_new_database_at_once(postgres: PgDatabase) -> None:
+    name = f"{postgres.name}_mig"
+    _create_database(postgres.admin_url, name)
+    url = postgres.url.replace(f"/{postgres.name}", f"/{name}")
+    try:
+        script = (
+            "import sys; from server import database, migrations; "
+            "db = database.connect(sys.argv[1], 2); print(migrations.migrate(db))"
+        )
+        runs = [
+            subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
+            for _ in range(3)
+        ]
+        outputs = [run.communicate(timeout=60)[0].strip() for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0]
+        everything = str([v for v, _, _ in migrations.MIGRATIONS])
+        # Exactly one process applied every migration; the others found nothing to do.
+        assert sorted(outputs) == sorted(["[]", "[]", everything])
+        conn = psycopg2.connect(**database.connection_params(url))
+        with conn.cursor() as cur:
+            cur.execute("SELECT version FROM schema_migrations ORDER BY 1")
+            rows = cur.fetchall()
+        conn.close()
+        assert [r[0] for r in rows] == [v for v, _, _ in migrations.MIGRATIONS]
+    finally:
+        _drop_database(postgres.admin_url, name)
