@@ -49,7 +49,8 @@ def _drop_database(admin_url: str, name: str) -> None:
 
 def _with_database(url: str, name: str) -> str:
     params = database.connection_params(url)
-    params["database"] = name
+    params.pop("database", None)
+    params["dbname"] = name
     return " ".join(f"{key}={value}" for key, value in params.items() if value != "")
 
 
