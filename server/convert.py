@@ -37,7 +37,8 @@ def patch_from_input(
             )
         present = frozenset(mask.paths)
     else:
-        present = frozenset(name for name in _OPTIONAL_SCALARS if message.HasField(name))
+        fields: Any = message  # HasField's stub takes literal names only
+        present = frozenset(name for name in _OPTIONAL_SCALARS if fields.HasField(name))
         for name in ("notify_before", "timezone"):
             if message.HasField(name):
                 present |= {name}

@@ -249,7 +249,7 @@ def _replace_attendees(meeting_id: str, attendees: Iterable[Attendee]) -> None:
 def _attendees_of(meeting_ids: list[str]) -> dict[str, tuple[Attendee, ...]]:
     found: dict[str, list[Attendee]] = {meeting_id: [] for meeting_id in meeting_ids}
     if meeting_ids:
-        query = (
+        query: Any = (
             MeetingAttendee.select(
                 MeetingAttendee.meeting_id, MeetingAttendee.user_id, MeetingAttendee.email
             )

@@ -23,7 +23,6 @@ from server import app, auth, database, embedded_db, migrations
 from server.settings import Settings
 
 
-
 @dataclass
 class PgDatabase:
     url: str
@@ -66,11 +65,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgDatabase]:
         embedded = embedded_db.EmbeddedPostgres(tmp_path_factory.mktemp("pg"), database="postgres")
         admin_url = embedded.url("postgres")
     _create_database(admin_url, name)
-    url = (
-        embedded.url(name)
-        if embedded
-        else f"postgresql://{_url_tail(external or '', name)}"
-    )
+    url = embedded.url(name) if embedded else f"postgresql://{_url_tail(external or '', name)}"
     yield PgDatabase(url=url, admin_url=admin_url, name=name)
     _drop_database(admin_url, name)
     if embedded is not None:

@@ -33,8 +33,9 @@ def create(stub: Any, account: Account, **fields: Any) -> pb.Meeting:
     return result
 
 
-def update(stub: Any, account: Account, meeting_id: str, mask: list[str] | None = None,
-           **fields: Any) -> pb.Meeting:
+def update(
+    stub: Any, account: Account, meeting_id: str, mask: list[str] | None = None, **fields: Any
+) -> pb.Meeting:
     request = pb.UpdateMeetingRequest(_id=meeting_id, meeting=meeting_input(**fields))
     if mask is not None:
         request.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=mask))
@@ -56,7 +57,7 @@ def listed(stub: Any, account: Account, **filters: Any) -> list[str]:
 
 
 def m_id(message: Any) -> str:
-    value: str = getattr(message, "_id")  # noqa: B009
+    value: str = getattr(message, "_id")
     return value
 
 
@@ -82,4 +83,5 @@ def field_violations(error: grpc.RpcError) -> dict[str, list[str]]:
 
 
 def trailers(error: grpc.RpcError) -> dict[str, str]:
-    return {k: v for k, v in error.trailing_metadata() if isinstance(v, str)}  # type: ignore[attr-defined]
+    metadata: Any = error.trailing_metadata()
+    return {k: v for k, v in metadata if isinstance(v, str)}

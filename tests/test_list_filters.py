@@ -48,7 +48,11 @@ def three(meeting_stub: Any, accounts: dict[str, Account]) -> tuple[Account, lis
     ],
 )
 def test_number_operators(
-    meeting_stub: Any, three: tuple[Account, list[str]], field: str, op: str, value: Any,
+    meeting_stub: Any,
+    three: tuple[Account, list[str]],
+    field: str,
+    op: str,
+    value: Any,
     expected: list[int],
 ) -> None:
     host, made = three
@@ -90,7 +94,9 @@ def test_time_operators(meeting_stub: Any, accounts: dict[str, Account], field: 
     middle = stamps[1]
 
     def check(expected: list[int], **ops: Any) -> None:
-        assert listed(meeting_stub, host, **{field: pb.TimeFilter(**ops)}) == [ids[i] for i in expected]
+        assert listed(meeting_stub, host, **{field: pb.TimeFilter(**ops)}) == [
+            ids[i] for i in expected
+        ]
 
     check([1], eq=ts(middle))
     check([2], gt=ts(middle))
@@ -110,8 +116,10 @@ def test_reference_example_filters(meeting_stub: Any, accounts: dict[str, Accoun
     create(meeting_stub, host, scheduled=False)
     create(meeting_stub, host, scheduled=True, start_date=1613729947, end_date=1613729950)
     assert listed(
-        meeting_stub, host,
-        start_date=pb.NumberFilter(gte=1613729948), scheduled=True,
+        meeting_stub,
+        host,
+        start_date=pb.NumberFilter(gte=1613729948),
+        scheduled=True,
         created_at=pb.TimeFilter(gt=ts(datetime(2021, 2, 19, 10, 26, 49, 13000, UTC))),
     ) == [m_id(hit)]
 
@@ -124,10 +132,17 @@ def test_limit_offset_and_stable_order(meeting_stub: Any, accounts: dict[str, Ac
     assert pages == [made[0:3], made[3:6], made[6:7]]
 
 
-def test_bad_filter_values_are_invalid_argument(meeting_stub: Any, accounts: dict[str, Account]) -> None:
+def test_bad_filter_values_are_invalid_argument(
+    meeting_stub: Any, accounts: dict[str, Account]
+) -> None:
     host = accounts["host"]
-    error = rpc_error(lambda: meeting_stub.ListMeetings(
-        pb.ListMeetingsRequest(start_date=pb.NumberFilter(gte=1613729948000)), metadata=host.metadata))
+    error = rpc_error(
+        lambda: meeting_stub.ListMeetings(
+            pb.ListMeetingsRequest(start_date=pb.NumberFilter(gte=1613729948000)),
+            metadata=host.metadata,
+        )
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(error) == {
-        "start_date[gte]": ["is beyond year 9999: send unix time in seconds, not milliseconds"]}
+        "start_date[gte]": ["is beyond year 9999: send unix time in seconds, not milliseconds"]
+    }

@@ -59,8 +59,9 @@ def test_bad_start_dates(value: float, message: str) -> None:
 
 
 def test_end_before_start_is_rejected_like_the_reference_update_example() -> None:
-    fields = problems(patch(**{**VALID, "start_date": 1613959948.0, "end_date": 1613956048.0}),
-                      creating=True)
+    fields = problems(
+        patch(**{**VALID, "start_date": 1613959948.0, "end_date": 1613956048.0}), creating=True
+    )
     assert fields == {"end_date": ["must not be before start_date"]}
 
 
@@ -72,11 +73,21 @@ def test_end_before_start_uses_stored_start_on_update() -> None:
 @pytest.mark.parametrize(
     ("metric", "value", "ok"),
     [
-        ("minutes", 0, True), ("minutes", 55, True), ("minutes", 56, False),
-        ("hours", 0, False), ("hours", 1, True), ("hours", 24, True), ("hours", 25, False),
-        ("days", 1, True), ("days", 30, True), ("days", 31, False),
-        ("weeks", 1, True), ("weeks", 4, True), ("weeks", 5, False),
-        ("months", 1, False), ("", 0, False),
+        ("minutes", 0, True),
+        ("minutes", 55, True),
+        ("minutes", 56, False),
+        ("hours", 0, False),
+        ("hours", 1, True),
+        ("hours", 24, True),
+        ("hours", 25, False),
+        ("days", 1, True),
+        ("days", 30, True),
+        ("days", 31, False),
+        ("weeks", 1, True),
+        ("weeks", 4, True),
+        ("weeks", 5, False),
+        ("months", 1, False),
+        ("", 0, False),
     ],
 )
 def test_notify_before_ranges(metric: str, value: int, ok: bool) -> None:
@@ -99,8 +110,15 @@ def test_unknown_time_zone_and_offset_out_of_range() -> None:
 
 def test_attendee_needs_id_or_email_and_email_syntax() -> None:
     fields = problems(
-        patch(**VALID, attendees=(Attendee(email=""), Attendee(email="not-an-email"),
-                                  Attendee(id=0), Attendee(id=5))),
+        patch(
+            **VALID,
+            attendees=(
+                Attendee(email=""),
+                Attendee(email="not-an-email"),
+                Attendee(id=0),
+                Attendee(id=5),
+            ),
+        ),
         creating=True,
     )
     assert fields == {

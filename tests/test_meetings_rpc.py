@@ -25,20 +25,32 @@ from tests.rpc_helpers import (
 )
 
 
-def test_create_returns_every_field_and_the_host(meeting_stub: Any, accounts: dict[str, Account]) -> None:
+def test_create_returns_every_field_and_the_host(
+    meeting_stub: Any, accounts: dict[str, Account]
+) -> None:
     host = accounts["host"]
     m = create(
-        meeting_stub, host,
+        meeting_stub,
+        host,
         attendees=[{"id": 245, "email": ""}, {"id": 343}, {"email": "a@b.co"}],
-        chat=True, notify=True, notify_before=pb.NotifyBefore(metric="minutes", value=10),
+        chat=True,
+        notify=True,
+        notify_before=pb.NotifyBefore(metric="minutes", value=10),
         timezone=pb.Timezone(offset=120, name="Europe/Riga"),
     )
     assert len(m_id(m)) == 24 and all(c in "0123456789abcdef" for c in m_id(m))
     assert (m.name, m.start_date, m.end_date, m.host_id) == (
-        "Friday weekly sync", 1613729948, 1613731012, host.user_id)
+        "Friday weekly sync",
+        1613729948,
+        1613731012,
+        host.user_id,
+    )
     # Attendees echo the keys that were given.
     assert [(a.HasField("id"), a.id, a.HasField("email"), a.email) for a in m.attendees] == [
-        (True, 245, True, ""), (True, 343, False, ""), (False, 0, True, "a@b.co")]
+        (True, 245, True, ""),
+        (True, 343, False, ""),
+        (False, 0, True, "a@b.co"),
+    ]
     assert m.chat_dialog_id.WhichOneof("kind") == "string_value"
     assert m.notify_before.struct_value["metric"] == "minutes"
     assert m.notify_before.struct_value["value"] == 10
@@ -58,14 +70,25 @@ def test_absent_optional_objects_are_null(meeting_stub: Any, accounts: dict[str,
 def test_invalid_create_names_each_field_and_stores_nothing(
     meeting_stub: Any, accounts: dict[str, Account], db: Any
 ) -> None:
-    error = rpc_error(lambda: create(
-        meeting_stub, accounts["host"], name="", start_date=1613729948000,
-        attendees=[{"email": "nope"}], notify_before=pb.NotifyBefore(metric="hours", value=99),
-        timezone=pb.Timezone(offset=0, name="Nowhere/City"),
-    ))
+    error = rpc_error(
+        lambda: create(
+            meeting_stub,
+            accounts["host"],
+            name="",
+            start_date=1613729948000,
+            attendees=[{"email": "nope"}],
+            notify_before=pb.NotifyBefore(metric="hours", value=99),
+            timezone=pb.Timezone(offset=0, name="Nowhere/City"),
+        )
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(field_violations(error)) == {
-        "name", "start_date", "attendees", "notify_before", "timezone"}
+        "name",
+        "start_date",
+        "attendees",
+        "notify_before",
+        "timezone",
+    }
     body = json.loads(trailers(error)["cb-error-body"])
     assert trailers(error)["cb-http-status"] == "422"
     assert set(body["errors"]) == set(field_violations(error))
@@ -73,8 +96,12 @@ def test_invalid_create_names_each_field_and_stores_nothing(
 
 
 def test_visibility_of_one_meeting(meeting_stub: Any, accounts: dict[str, Account]) -> None:
-    host, attendee, mailee, stranger = (accounts[k] for k in ("host", "attendee", "mailee", "stranger"))
-    m = create(meeting_stub, host, attendees=[{"id": attendee.user_id}, {"email": "mailee@example.COM"}])
+    host, attendee, mailee, stranger = (
+        accounts[k] for k in ("host", "attendee", "mailee", "stranger")
+    )
+    m = create(
+        meeting_stub, host, attendees=[{"id": attendee.user_id}, {"email": "mailee@example.COM"}]
+    )
     for who in (host, attendee, mailee):
         assert m_id(get(meeting_stub, who, m_id(m))) == m_id(m)
     missing = rpc_error(lambda: get(meeting_stub, stranger, m_id(m)))
@@ -82,17 +109,30 @@ def test_visibility_of_one_meeting(meeting_stub: Any, accounts: dict[str, Accoun
     malformed = rpc_error(lambda: get(meeting_stub, stranger, "not-an-id"))
     # A stranger cannot tell a hidden meeting from one that does not exist.
     for error in (missing, unknown, malformed):
-        assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "The resource wasn't found")
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.NOT_FOUND,
+            "The resource wasn't found",
+        )
     public = create(meeting_stub, host, public=True)
     assert get(meeting_stub, stranger, m_id(public)).public is True
 
 
-def test_list_shows_hosted_and_attended_only(meeting_stub: Any, accounts: dict[str, Account]) -> None:
-    host, attendee, mailee, stranger = (accounts[k] for k in ("host", "attendee", "mailee", "stranger"))
-    a = create(meeting_stub, host, start_date=100, end_date=200, attendees=[{"id": attendee.user_id}])
-    b = create(meeting_stub, host, start_date=50, end_date=60, attendees=[{"email": "MAILEE@example.com"}])
+def test_list_shows_hosted_and_attended_only(
+    meeting_stub: Any, accounts: dict[str, Account]
+) -> None:
+    host, attendee, mailee, stranger = (
+        accounts[k] for k in ("host", "attendee", "mailee", "stranger")
+    )
+    a = create(
+        meeting_stub, host, start_date=100, end_date=200, attendees=[{"id": attendee.user_id}]
+    )
+    b = create(
+        meeting_stub, host, start_date=50, end_date=60, attendees=[{"email": "MAILEE@example.com"}]
+    )
     c = create(meeting_stub, stranger, start_date=10, end_date=20, public=True)
-    d = create(meeting_stub, attendee, start_date=300, end_date=400, attendees=[{"id": host.user_id}])
+    d = create(
+        meeting_stub, attendee, start_date=300, end_date=400, attendees=[{"id": host.user_id}]
+    )
     assert listed(meeting_stub, host) == [m_id(b), m_id(a), m_id(d)]  # by start_date
     assert listed(meeting_stub, attendee) == [m_id(a), m_id(d)]
     assert listed(meeting_stub, mailee) == [m_id(b)]
@@ -100,14 +140,27 @@ def test_list_shows_hosted_and_attended_only(meeting_stub: Any, accounts: dict[s
     assert listed(meeting_stub, stranger) == [m_id(c)]
 
 
-def test_update_is_partial_and_keeps_the_rest(meeting_stub: Any, accounts: dict[str, Account]) -> None:
+def test_update_is_partial_and_keeps_the_rest(
+    meeting_stub: Any, accounts: dict[str, Account]
+) -> None:
     host = accounts["host"]
-    m = create(meeting_stub, host, attendees=[{"id": 5}], notify=True,
-               timezone=pb.Timezone(offset=120, name="Europe/Riga"))
+    m = create(
+        meeting_stub,
+        host,
+        attendees=[{"id": 5}],
+        notify=True,
+        timezone=pb.Timezone(offset=120, name="Europe/Riga"),
+    )
     u = update(meeting_stub, host, m_id(m), record=True)
     assert u.record is True
     assert (u.name, u.start_date, u.end_date, list(u.attendees), u.notify, u.timezone) == (
-        m.name, m.start_date, m.end_date, list(m.attendees), m.notify, m.timezone)
+        m.name,
+        m.start_date,
+        m.end_date,
+        list(m.attendees),
+        m.notify,
+        m.timezone,
+    )
     assert u.updated_at > m.updated_at and u.created_at == m.created_at
     # Setting false explicitly is a change too (field presence), and so is clearing attendees
     # with an update mask.
@@ -124,7 +177,9 @@ def test_update_mask_rejects_unknown_paths_and_host_change(
 ) -> None:
     host = accounts["host"]
     m = create(meeting_stub, host)
-    error = rpc_error(lambda: update(meeting_stub, host, m_id(m), mask=["name", "colour"], name="x"))
+    error = rpc_error(
+        lambda: update(meeting_stub, host, m_id(m), mask=["name", "colour"], name="x")
+    )
     assert field_violations(error) == {"update_mask": ["unknown field 'colour'"]}
     error = rpc_error(lambda: update(meeting_stub, host, m_id(m), host_id=host.user_id + 1))
     assert field_violations(error) == {"host_id": ["cannot be changed"]}
@@ -147,21 +202,36 @@ def test_only_the_host_changes_or_deletes(meeting_stub: Any, accounts: dict[str,
     m = create(meeting_stub, host, attendees=[{"id": attendee.user_id}])
     public = create(meeting_stub, host, public=True)
     for meeting in (m, public):
-        error = rpc_error(lambda: update(meeting_stub, attendee if meeting is m else stranger,
-                                         m_id(meeting), name="hijacked"))
+        error = rpc_error(
+            lambda: update(
+                meeting_stub, attendee if meeting is m else stranger, m_id(meeting), name="hijacked"
+            )
+        )
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
         assert trailers(error)["cb-http-status"] == "403"
     error = rpc_error(lambda: update(meeting_stub, stranger, m_id(m), name="hijacked"))
     assert error.code() == grpc.StatusCode.NOT_FOUND
-    for who, code in ((attendee, grpc.StatusCode.PERMISSION_DENIED), (stranger, grpc.StatusCode.NOT_FOUND)):
-        error = rpc_error(lambda: meeting_stub.DeleteMeeting(
-            pb.DeleteMeetingRequest(_id=m_id(m)), metadata=who.metadata))
+    for who, code in (
+        (attendee, grpc.StatusCode.PERMISSION_DENIED),
+        (stranger, grpc.StatusCode.NOT_FOUND),
+    ):
+        error = rpc_error(
+            lambda: meeting_stub.DeleteMeeting(
+                pb.DeleteMeetingRequest(_id=m_id(m)), metadata=who.metadata
+            )
+        )
         assert error.code() == code
     assert get(meeting_stub, host, m_id(m)).name == m.name
     meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(_id=m_id(m)), metadata=host.metadata)
     assert rpc_error(lambda: get(meeting_stub, host, m_id(m))).code() == grpc.StatusCode.NOT_FOUND
-    assert rpc_error(lambda: meeting_stub.DeleteMeeting(
-        pb.DeleteMeetingRequest(_id=m_id(m)), metadata=host.metadata)).code() == grpc.StatusCode.NOT_FOUND
+    assert (
+        rpc_error(
+            lambda: meeting_stub.DeleteMeeting(
+                pb.DeleteMeetingRequest(_id=m_id(m)), metadata=host.metadata
+            )
+        ).code()
+        == grpc.StatusCode.NOT_FOUND
+    )
 
 
 def test_concurrent_updates_of_one_meeting_lose_nothing(
@@ -169,10 +239,16 @@ def test_concurrent_updates_of_one_meeting_lose_nothing(
 ) -> None:
     host = accounts["host"]
     m = create(meeting_stub, host)
-    fields = [("name", "renamed"), ("record", True), ("public", True), ("scheduled", True),
-              ("notify", True), ("end_date", 1613739999),
-              ("timezone", pb.Timezone(offset=-300, name="America/New_York")),
-              ("notify_before", pb.NotifyBefore(metric="hours", value=1))]
+    fields = [
+        ("name", "renamed"),
+        ("record", True),
+        ("public", True),
+        ("scheduled", True),
+        ("notify", True),
+        ("end_date", 1613739999),
+        ("timezone", pb.Timezone(offset=-300, name="America/New_York")),
+        ("notify_before", pb.NotifyBefore(metric="hours", value=1)),
+    ]
     barrier = threading.Barrier(len(fields))
     failures: list[BaseException] = []
 
@@ -180,7 +256,7 @@ def test_concurrent_updates_of_one_meeting_lose_nothing(
         barrier.wait()
         try:
             update(meeting_stub, host, m_id(m), **{name: value})
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=change, args=f) for f in fields]
@@ -190,15 +266,25 @@ def test_concurrent_updates_of_one_meeting_lose_nothing(
         t.join()
     assert failures == []
     final = get(meeting_stub, host, m_id(m))
-    assert (final.name, final.record, final.public, final.scheduled, final.notify, final.end_date) == (
-        "renamed", True, True, True, True, 1613739999)
+    assert (
+        final.name,
+        final.record,
+        final.public,
+        final.scheduled,
+        final.notify,
+        final.end_date,
+    ) == ("renamed", True, True, True, True, 1613739999)
     assert final.timezone.struct_value["name"] == "America/New_York"
     assert final.notify_before.struct_value["metric"] == "hours"
 
 
-def test_chat_dialog_follows_the_meeting(meeting_stub: Any, accounts: dict[str, Account], db: Any) -> None:
+def test_chat_dialog_follows_the_meeting(
+    meeting_stub: Any, accounts: dict[str, Account], db: Any
+) -> None:
     host, attendee = accounts["host"], accounts["attendee"]
-    m = create(meeting_stub, host, chat=True, attendees=[{"id": attendee.user_id}, {"email": "x@y.zz"}])
+    m = create(
+        meeting_stub, host, chat=True, attendees=[{"id": attendee.user_id}, {"email": "x@y.zz"}]
+    )
     dialog = m.chat_dialog_id.string_value
     assert chat.occupants(dialog) == {host.user_id, attendee.user_id}
     update(meeting_stub, host, m_id(m), attendees=[{"id": 77}])
@@ -220,7 +306,11 @@ def test_record_changes_become_events(meeting_stub: Any, accounts: dict[str, Acc
     update(meeting_stub, host, m_id(m), record=True)  # no change, no event
     update(meeting_stub, host, m_id(m), name="still recording")
     update(meeting_stub, host, m_id(m), record=False)
-    events = RecordingEvent.select().where(RecordingEvent.meeting_id == m_id(m)).order_by(RecordingEvent.id)
+    events = (
+        RecordingEvent.select()
+        .where(RecordingEvent.meeting_id == m_id(m))
+        .order_by(RecordingEvent.id)
+    )
     assert [e.action for e in events] == ["start", "stop"]
 
 
@@ -236,13 +326,17 @@ def test_auth_failures(meeting_stub: Any, accounts: dict[str, Account], db: Any)
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         assert error.details() == "Required session does not exist"
         assert json.loads(trailers(error)["cb-error-body"]) == {
-            "errors": {"base": ["Required session does not exist"]}}
+            "errors": {"base": ["Required session does not exist"]}
+        }
 
 
-def test_responses_carry_token_expiry_and_request_id(meeting_stub: Any, accounts: dict[str, Account]) -> None:
+def test_responses_carry_token_expiry_and_request_id(
+    meeting_stub: Any, accounts: dict[str, Account]
+) -> None:
     host = accounts["host"]
     _, call = meeting_stub.ListMeetingsPage.with_call(
-        pb.ListMeetingsRequest(), metadata=(*host.metadata, ("x-request-id", "req-123")))
+        pb.ListMeetingsRequest(), metadata=(*host.metadata, ("x-request-id", "req-123"))
+    )
     headers = dict(call.initial_metadata())
     assert headers["x-request-id"] == "req-123"
     assert headers["cb-token-expirationdate"].endswith(" UTC")
@@ -251,11 +345,18 @@ def test_responses_carry_token_expiry_and_request_id(meeting_stub: Any, accounts
 def test_paged_list(meeting_stub: Any, accounts: dict[str, Account]) -> None:
     host = accounts["host"]
     made = [m_id(create(meeting_stub, host, start_date=1000 + i, end_date=2000)) for i in range(5)]
-    page = meeting_stub.ListMeetingsPage(pb.ListMeetingsRequest(limit=2, offset=1), metadata=host.metadata)
+    page = meeting_stub.ListMeetingsPage(
+        pb.ListMeetingsRequest(limit=2, offset=1), metadata=host.metadata
+    )
     assert (page.limit, page.skip, page.total_entries) == (2, 1, 5)
     assert [m_id(m) for m in page.items] == made[1:3]
-    capped = meeting_stub.ListMeetingsPage(pb.ListMeetingsRequest(limit=1000), metadata=host.metadata)
+    capped = meeting_stub.ListMeetingsPage(
+        pb.ListMeetingsRequest(limit=1000), metadata=host.metadata
+    )
     assert (capped.limit, len(capped.items)) == (100, 5)
-    error = rpc_error(lambda: meeting_stub.ListMeetingsPage(pb.ListMeetingsRequest(limit=0),
-                                                           metadata=host.metadata))
+    error = rpc_error(
+        lambda: meeting_stub.ListMeetingsPage(
+            pb.ListMeetingsRequest(limit=0), metadata=host.metadata
+        )
+    )
     assert field_violations(error) == {"limit": ["must be from 1 to 100"]}

@@ -14,9 +14,10 @@ from typing import Any
 import grpc
 import psycopg2
 
-from meetings.v1 import meetings_pb2 as pb, meetings_pb2_grpc
+from meetings.v1 import meetings_pb2 as pb
+from meetings.v1 import meetings_pb2_grpc
 from server import auth
-from tests.conftest import REPO, PgDatabase
+from tests.conftest import REPO, Account, PgDatabase
 from tests.rpc_helpers import create, m_id, update
 
 
@@ -30,14 +31,27 @@ def free_port() -> int:
 def run_cli(postgres: PgDatabase, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": postgres.url}
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, text=True,
-        timeout=60, cwd=REPO,
+        [sys.executable, "-m", "server.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
 
 
 def test_cli_creates_a_user_and_prints_a_working_token(postgres: PgDatabase, db: Any) -> None:
-    made = run_cli(postgres, "create-user", "dana", "--password", "correct horse battery",
-                   "--email", "dana@example.com", "--full-name", "Dana D")
+    made = run_cli(
+        postgres,
+        "create-user",
+        "dana",
+        "--password",
+        "correct horse battery",
+        "--email",
+        "dana@example.com",
+        "--full-name",
+        "Dana D",
+    )
     assert made.returncode == 0, made.stderr
     assert "created user 'dana' with id" in made.stdout
     token = run_cli(postgres, "token", "dana")
@@ -56,26 +70,37 @@ def test_sigterm_lets_in_flight_calls_finish(postgres: PgDatabase, db: Any) -> N
     auth.create_user("host", "correct horse battery")
     token = auth.issue_token("host", 3600).token
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": postgres.url, "GRPC_PORT": str(port),
-           "SHUTDOWN_GRACE_SECONDS": "10", "DELIVERY_ENABLED": "false"}
-    server = subprocess.Popen([sys.executable, "-m", "server"], env=env, cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres.url,
+        "GRPC_PORT": str(port),
+        "SHUTDOWN_GRACE_SECONDS": "10",
+        "DELIVERY_ENABLED": "false",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=30)
         stub = meetings_pb2_grpc.MeetingServiceStub(channel)
 
-        class Host:
-            metadata = (("cb-token", token),)
+        host = Account(0, "host", "", token)
 
-        meeting = create(stub, Host)  # type: ignore[arg-type]
+        meeting = create(stub, host)
         # Hold the meeting's row lock so that an update is in flight when SIGTERM arrives.
         blocker = psycopg2.connect(postgres.url)
         cur = blocker.cursor()
         cur.execute("SELECT 1 FROM meetings WHERE id = %s FOR UPDATE", (m_id(meeting),))
         results: list[Any] = []
         worker = threading.Thread(
-            target=lambda: results.append(update(stub, Host, m_id(meeting), name="finished")))  # type: ignore[arg-type]
+            target=lambda: results.append(update(stub, host, m_id(meeting), name="finished"))
+        )
         worker.start()
         time.sleep(1.0)
         server.send_signal(signal.SIGTERM)
@@ -88,7 +113,7 @@ def test_sigterm_lets_in_flight_calls_finish(postgres: PgDatabase, db: Any) -> N
         assert server.wait(timeout=20) == 0
         # New calls are refused once it has stopped.
         try:
-            stub.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=Host.metadata, timeout=2)
+            stub.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=host.metadata, timeout=2)
             raise AssertionError("the stopped server answered")
         except grpc.RpcError as error:
             assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

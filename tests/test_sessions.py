@@ -8,7 +8,8 @@ from typing import Any
 import grpc
 import pytest
 
-from meetings.v1 import meetings_pb2, sessions_pb2 as pb
+from meetings.v1 import meetings_pb2
+from meetings.v1 import sessions_pb2 as pb
 from server import auth, errors
 from server.models import Session, User
 from tests.rpc_helpers import rpc_error, trailers
@@ -16,7 +17,8 @@ from tests.rpc_helpers import rpc_error, trailers
 
 def sign_in(stub: Any, **user: str) -> pb.SessionResponse:
     result: pb.SessionResponse = stub.CreateSession(
-        pb.CreateSessionRequest(user=pb.SessionUser(**user), application_id=1, auth_key="ignored"))
+        pb.CreateSessionRequest(user=pb.SessionUser(**user), application_id=1, auth_key="ignored")
+    )
     return result
 
 
@@ -31,16 +33,19 @@ def test_password_sign_in_and_token_use(session_stub: Any, meeting_stub: Any, db
     stored = Session.get()
     assert stored.token_hash == hashlib.sha256(session.token.encode()).hexdigest()
     assert session.token not in {stored.token_hash, stored.id}
-    assert User.get().password_hash.startswith("$argon2id$")
+    assert str(User.get().password_hash).startswith("$argon2id$")
     got = session_stub.GetSession(pb.GetSessionRequest(), metadata=metadata).session
     assert (getattr(got, "_id"), got.token) == (getattr(session, "_id"), "")
     session_stub.DeleteSession(pb.DeleteSessionRequest(), metadata=metadata)
-    error = rpc_error(lambda: meeting_stub.ListMeetingsPage(
-        meetings_pb2.ListMeetingsRequest(), metadata=metadata))
+    error = rpc_error(
+        lambda: meeting_stub.ListMeetingsPage(meetings_pb2.ListMeetingsRequest(), metadata=metadata)
+    )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-@pytest.mark.parametrize(("login", "password"), [("alice", "wrong password"), ("nobody", "whatever1")])
+@pytest.mark.parametrize(
+    ("login", "password"), [("alice", "wrong password"), ("nobody", "whatever1")]
+)
 def test_wrong_login_or_password_is_unauthenticated(
     session_stub: Any, db: Any, login: str, password: str
 ) -> None:
@@ -55,7 +60,8 @@ def test_missing_credentials_are_named(session_stub: Any, db: Any) -> None:
     error = rpc_error(lambda: sign_in(session_stub))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert trailers(error)["cb-error-body"] == (
-        '{"errors":{"login":["is required"],"password":["is required"]}}')
+        '{"errors":{"login":["is required"],"password":["is required"]}}'
+    )
 
 
 def test_guest_session_creates_a_guest_user(session_stub: Any, meeting_stub: Any, db: Any) -> None:
@@ -63,7 +69,8 @@ def test_guest_session_creates_a_guest_user(session_stub: Any, meeting_stub: Any
     guest = User.get_by_id(session.user_id)
     assert (guest.is_guest, guest.full_name, guest.password_hash) == (True, "Visitor V", None)
     page = meeting_stub.ListMeetingsPage(
-        meetings_pb2.ListMeetingsRequest(), metadata=(("cb-token", session.token),))
+        meetings_pb2.ListMeetingsRequest(), metadata=(("cb-token", session.token),)
+    )
     assert page.total_entries == 0
     # A guest has no password: signing in with its login and any password fails.
     error = rpc_error(lambda: sign_in(session_stub, login=guest.login, password="anything1"))

@@ -21,7 +21,9 @@ def test_ids_are_24_lowercase_hex_and_unique() -> None:
 
 
 def test_iso_ms_always_prints_milliseconds() -> None:
-    assert clock.iso_ms(datetime(2021, 2, 19, 10, 26, 50, 13_000, UTC)) == "2021-02-19T10:26:50.013Z"
+    assert (
+        clock.iso_ms(datetime(2021, 2, 19, 10, 26, 50, 13_000, UTC)) == "2021-02-19T10:26:50.013Z"
+    )
     assert clock.iso_ms(datetime(2021, 2, 19, 10, 26, 50, tzinfo=UTC)) == "2021-02-19T10:26:50.000Z"
     assert clock.now().microsecond % 1000 == 0
 
@@ -29,11 +31,20 @@ def test_iso_ms_always_prints_milliseconds() -> None:
 def test_settings_defaults_and_environment() -> None:
     assert Settings.from_env({}) == Settings()
     s = Settings.from_env(
-        {"GRPC_PORT": "6000", "DATABASE_URL": "postgresql://x/y", "TOKEN_TTL_SECONDS": "60",
-         "DATA_DIR": "/tmp/d", "LOG_LEVEL": "debug"}
+        {
+            "GRPC_PORT": "6000",
+            "DATABASE_URL": "postgresql://x/y",
+            "TOKEN_TTL_SECONDS": "60",
+            "DATA_DIR": "/tmp/d",
+            "LOG_LEVEL": "debug",
+        }
     )
     assert (s.grpc_port, s.database_url, s.token_ttl_seconds, s.data_dir, s.log_level) == (
-        6000, "postgresql://x/y", 60, Path("/tmp/d"), "DEBUG"
+        6000,
+        "postgresql://x/y",
+        60,
+        Path("/tmp/d"),
+        "DEBUG",
     )
 
 
@@ -78,6 +89,7 @@ def test_list_query_rejects_bad_values_naming_the_parameter() -> None:
 
 def test_list_query_in_lists_are_bounded() -> None:
     with pytest.raises(errors.InvalidFields) as caught:
-        meeting_filters.build([Condition("start_date", "in", tuple(float(i) for i in range(101)))],
-                              None, 0)
+        meeting_filters.build(
+            [Condition("start_date", "in", tuple(float(i) for i in range(101)))], None, 0
+        )
     assert caught.value.fields == {"start_date[in]": ["must list at most 100 values"]}
