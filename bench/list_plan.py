@@ -1,0 +1,84 @@
+"""The list query exactly as the service issues it (captured from Peewee), and its plan.
+
+python -m bench.list_plan DATABASE_URL USER_ID   # prints EXPLAIN (ANALYZE, BUFFERS)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from bench.seed import BASE_START
+from server import auth, clock, database, meeting_filters, meetings
+from server.models import User
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.queries: list[tuple[str, tuple[Any, ...]]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, tuple) and len(record.msg) == 2:
+            self.queries.append((record.msg[0], tuple(record.msg[1] or ())))
+
+
+def caller_for(user_id: int) -> auth.Caller:
+    user = User.get_by_id(user_id)
+    return auth.Caller(user.id, user.login, user.email, False, "", clock.now())
+
+
+def list_statement(
+    caller: auth.Caller, query: meeting_filters.ListQuery
+) -> tuple[str, tuple[Any, ...]]:
+    """Run the service's list once and return the SQL and parameters of its meetings query."""
+    capture = _Capture()
+    logger = logging.getLogger("peewee")
+    previous = logger.level
+    logger.addHandler(capture)
+    logger.setLevel(logging.DEBUG)
+    try:
+        meetings.list_page(caller, query, count=False)
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(previous)
+    for sql, params in capture.queries:
+        if sql.lstrip().startswith("SELECT") and "UNION" in sql:
+            return sql, params
+    raise LookupError("the list query was not captured")
+
+
+def explain(db: Any, sql: str, params: tuple[Any, ...], analyze: bool = True) -> str:
+    options = "ANALYZE, BUFFERS" if analyze else "COSTS OFF"
+    rows = db.execute_sql(f"EXPLAIN ({options}) {sql}", params).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def month_query() -> meeting_filters.ListQuery:
+    """A user's meetings in one month of the seeded year: start_date[gte] & start_date[lt]."""
+    return meeting_filters.build(
+        [
+            meeting_filters.Condition("start_date", "gte", float(BASE_START + 90 * 86400)),
+            meeting_filters.Condition("start_date", "lt", float(BASE_START + 120 * 86400)),
+        ],
+        None,
+        0,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("database_url")
+    parser.add_argument("user_id", type=int)
+    args = parser.parse_args()
+    db = database.connect(args.database_url, 2)
+    with db.connection_context():
+        sql, params = list_statement(caller_for(args.user_id), month_query())
+        print(db.execute_sql("SELECT count(*) FROM meetings").fetchone()[0], "meetings")
+        print(sql % tuple(repr(p) for p in params))
+        print(explain(db, sql, params))
+
+
+if __name__ == "__main__":
+    main()
