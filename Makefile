@@ -48,7 +48,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check server tests
+	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/mypy
 
 clean:
