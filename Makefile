@@ -24,13 +24,13 @@ $(PY):
 # The project itself is installed editable, after gen/ exists (it maps the `meetings` package there).
 $(INSTALLED): $(PY) requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	mkdir -p $(GEN_DIR)
+	mkdir -p $(GEN_DIR) $(dir $(DESCRIPTOR))
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 # Python modules, typing stubs and the gateway's descriptor set, rebuilt when a .proto changes.
 $(GEN_STAMP): $(PROTOS) $(INSTALLED)
-	mkdir -p $(GEN_DIR)
+	mkdir -p $(GEN_DIR) $(dir $(DESCRIPTOR))
 	googleapis=$$($(PY) -c 'import google.api.annotations_pb2 as a, pathlib; print(pathlib.Path(a.__file__).parent.parent.parent)'); \
 	$(PY) -m grpc_tools.protoc -Iprotos -I"$$googleapis" \
 		--python_out=gen --grpc_python_out=gen --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_out=gen --mypy_grpc_out=gen $(PROTOS) && \
