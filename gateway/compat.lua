@@ -1,0 +1,362 @@
+-- The hosted Meetings API's REST forms <-> what Envoy's gRPC-JSON transcoder understands.
+--
+-- Requests (before the transcoder; native gRPC is left alone):
+--   * a `.json` suffix is dropped from every path;
+--   * a form-urlencoded body on a GET (the JS SDK, the reference's curl) joins the query string;
+--   * list filters: `f[op]=v` (brackets possibly %5B/%5D) -> `f.op=v`, plain `f=v` -> `f.eq=v`,
+--     `f[in]=a,b` and `f[in][]=a&f[in][]=b` -> repeated `f.in=`; unknown parameters and
+--     operators are a 422 naming the parameter, never ignored;
+--   * `GET /meetings?_id=X` (only _id) -> `/meetings/X` (one object); `CB-Api-Version: 2` on
+--     GET /meetings -> `/v2/meetings` (the paged shape);
+--   * JSON bodies of create and update: unknown top-level keys are a 422 (the transcoder would
+--     drop them silently), and an update gets `update_mask=` from its top-level keys, so that
+--     only the keys sent change (`{"record": true}`) and `{"attendees": []}` clears the list.
+-- Responses (REST only):
+--   * an error from the server carries `cb-http-status` and `cb-error-body` (set by
+--     server/grpc_errors.py): they become the status and the body;
+--   * Envoy's own errors (bad JSON, bad parameter values, body too large, upstream down) and
+--     any other error become `{"errors": ["..."]}`; a 5xx never shows internal text;
+--   * grpc-* headers never reach a REST client.
+-- A Lua runtime error would let a request through unmodified, so this file is kept small and
+-- every branch is exercised by tests/gateway (which also check that the lua.errors stat stays 0).
+
+-- MeetingInput's fields (protos/meetings/v1/meetings.proto); a test keeps this list in sync.
+local MEETING_FIELDS = {
+  name = true, start_date = true, end_date = true, attendees = true, record = true,
+  chat = true, public = true, scheduled = true, notify = true, notify_before = true,
+  timezone = true, _id = true, host_id = true, chat_dialog_id = true, created_at = true,
+  updated_at = true,
+}
+-- ListMeetingsRequest: fields that take operators, and those that take a plain value.
+local FILTER_FIELDS = { start_date = true, end_date = true, created_at = true, updated_at = true }
+local PLAIN_PARAMS = { scheduled = true, limit = true, offset = true, _id = true }
+local OPERATORS = {
+  eq = true, gt = true, gte = true, lt = true, lte = true, ne = true, ["in"] = true, nin = true,
+}
+local OPERATOR_LIST = "eq, gt, gte, lt, lte, ne, in or nin"
+
+local GENERIC_5XX = {
+  [503] = "The service is temporarily unavailable, try again",
+  [504] = "The request timed out, try again",
+}
+
+-- JSON ------------------------------------------------------------------------------------
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' end
+    if c == "\\" then return "\\\\" end
+    if c == "\n" then return "\\n" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+-- {"errors": {"<field>": ["<message>"], ...}} from a list of {field, message} pairs.
+local function field_errors(problems)
+  local parts = {}
+  for _, p in ipairs(problems) do
+    parts[#parts + 1] = json_string(p[1]) .. ":[" .. json_string(p[2]) .. "]"
+  end
+  return '{"errors":{' .. table.concat(parts, ",") .. "}}"
+end
+
+local function message_errors(message)
+  return '{"errors":[' .. json_string(message) .. "]}"
+end
+
+-- The keys of a JSON object's top level, in order, or nil if `text` is not a complete object
+-- (malformed JSON is then left to the transcoder, which reports where it is wrong).
+local function top_level_keys(text)
+  local i = text:find("%S")
+  if not i or text:byte(i) ~= 123 then -- "{"
+    return nil
+  end
+  local keys, depth, n = {}, 0, #text
+  while true do
+    i = text:find('["{}%[%]]', i)
+    if not i then
+      return nil
+    end
+    local c = text:byte(i)
+    if c == 34 then -- a string: find its closing quote, skipping escapes
+      local j = i + 1
+      while true do
+        j = text:find('["\\]', j)
+        if not j then
+          return nil
+        end
+        if text:byte(j) == 92 then
+          j = j + 2
+        else
+          break
+        end
+      end
+      if depth == 1 and text:find("^%s*:", j + 1) then
+        keys[#keys + 1] = text:sub(i + 1, j - 1)
+      end
+      i = j + 1
+    else
+      depth = depth + ((c == 123 or c == 91) and 1 or -1)
+      i = i + 1
+      if depth == 0 then
+        return (text:find("^%s*$", i)) and keys or nil
+      end
+    end
+  end
+end
+
+-- Query strings -----------------------------------------------------------------------------
+
+local function percent_decode(s)
+  return (s:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+end
+
+local function parse_pairs(query, out)
+  for part in query:gmatch("[^&]+") do
+    local key, value = part:match("^([^=]*)=?(.*)$")
+    if key ~= "" then
+      out[#out + 1] = { percent_decode(key), value }
+    end
+  end
+  return out
+end
+
+local function build_query(params)
+  local parts = {}
+  for _, p in ipairs(params) do
+    parts[#parts + 1] = p[1] .. "=" .. p[2]
+  end
+  return table.concat(parts, "&")
+end
+
+-- `start_date[in][]` -> "start_date", {"in", ""}; `start_date.gte` -> "start_date", {"gte"}.
+local function split_key(key)
+  local name, rest = key:match("^([^%[]*)(.*)$")
+  local groups = {}
+  local dotted_name, dotted_op = name:match("^([^.]+)%.(.+)$")
+  if dotted_name then
+    name = dotted_name
+    groups[1] = dotted_op
+  end
+  for group in rest:gmatch("%[([^%]]*)%]") do
+    groups[#groups + 1] = group
+  end
+  local well_formed = rest:gsub("%[[^%]]*%]", "") == ""
+  return name, groups, well_formed
+end
+
+-- The list request's parameters in the transcoder's form, or nil and the problems.
+local function list_params(params)
+  local out, problems = {}, {}
+  for _, p in ipairs(params) do
+    local key, value = p[1], p[2]
+    local name, groups, well_formed = split_key(key)
+    local op = groups[1] or "eq"
+    if not well_formed then
+      problems[#problems + 1] = { key, "is not a well-formed parameter name" }
+    elseif FILTER_FIELDS[name] then
+      local list = op == "in" or op == "nin"
+      if not OPERATORS[op] or #groups > 2 or (#groups == 2 and (not list or groups[2] ~= "")) then
+        problems[#problems + 1] = { key, "unsupported operator: use " .. OPERATOR_LIST }
+      elseif list then
+        for item in value:gsub("%%2[Cc]", ","):gmatch("[^,]+") do
+          out[#out + 1] = { name .. "." .. op, item }
+        end
+      else
+        out[#out + 1] = { name .. "." .. op, value }
+      end
+    elseif PLAIN_PARAMS[name] and #groups == 0 then
+      out[#out + 1] = { name, value }
+    elseif PLAIN_PARAMS[name] then
+      problems[#problems + 1] = { key, "takes no operator: use " .. name .. "=value" }
+    else
+      problems[#problems + 1] = { key, "is not a supported parameter" }
+    end
+  end
+  if #problems > 0 then
+    return nil, problems
+  end
+  return out
+end
+
+local function unknown_params(params, allowed)
+  local problems = {}
+  for _, p in ipairs(params) do
+    if not allowed[p[1]] then
+      problems[#problems + 1] = { p[1], "is not a supported parameter" }
+    end
+  end
+  return problems
+end
+
+-- A path segment: unreserved characters and existing %XX escapes are kept, the rest escaped.
+local function path_segment(value)
+  return (value:gsub("[^%w%-%._~%%]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function snake_case(key)
+  return (key:gsub("(%l)(%u)", function(a, b) return a .. "_" .. b:lower() end))
+end
+
+-- Requests ----------------------------------------------------------------------------------
+
+local function reject(handle, status, body)
+  handle:respond({ [":status"] = tostring(status), ["content-type"] = "application/json" }, body)
+end
+
+-- The body's top-level keys (snake_case) if it is a JSON object; a 422 for unknown ones.
+local function meeting_keys(handle, body)
+  if not body or body:length() == 0 then
+    return nil
+  end
+  local keys = top_level_keys(body:getBytes(0, body:length()))
+  if not keys then
+    return nil
+  end
+  local names, seen, problems = {}, {}, {}
+  for _, key in ipairs(keys) do
+    local name = snake_case(key)
+    if not MEETING_FIELDS[name] then
+      problems[#problems + 1] = { key, "is not a meeting field" }
+    elseif not seen[name] then
+      seen[name] = true
+      names[#names + 1] = name
+    end
+  end
+  if #problems > 0 then
+    reject(handle, 422, field_errors(problems))
+    return nil, true
+  end
+  return names
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  if (headers:get("content-type") or ""):find("^application/grpc") then
+    return -- native gRPC
+  end
+  local method = headers:get(":method")
+  local original = headers:get(":path")
+  local path, query = original:match("^([^?]*)%??(.*)$")
+  path = path:gsub("%.json$", "")
+  local params = parse_pairs(query, {})
+  local is_list = method == "GET" and (path == "/meetings" or path == "/v2/meetings")
+  local one_meeting = path:match("^/meetings/([^/]+)$")
+  local creating = method == "POST" and path == "/meetings"
+  local updating = method == "PUT" and one_meeting ~= nil
+
+  if method == "GET" or creating or updating then
+    local body = handle:body()
+    headers = handle:headers() -- the earlier object is not valid after body()
+    local content_type = headers:get("content-type") or ""
+    if method == "GET" and body and body:length() > 0 and not content_type:find("json") then
+      -- A form-urlencoded body on a GET: its parameters join the query string.
+      parse_pairs(body:getBytes(0, body:length()), params)
+      body:setBytes("")
+      headers:replace("content-length", "0")
+      headers:remove("content-type")
+    elseif creating or updating then
+      local names, rejected = meeting_keys(handle, body)
+      if rejected then
+        return
+      end
+      if updating and names and #names > 0 and #params == 0 then
+        params[1] = { "update_mask", table.concat(names, ",") }
+      end
+    end
+  end
+
+  local problems
+  if is_list then
+    if path == "/meetings" and (headers:get("cb-api-version") or "") == "2" then
+      path = "/v2/meetings"
+    elseif path == "/meetings" and #params == 1 and params[1][1] == "_id" then
+      path = "/meetings/" .. path_segment(params[1][2])
+      params = {}
+    end
+    params, problems = list_params(params)
+  elseif path == "/meetings" or path == "/session" or one_meeting then
+    problems = unknown_params(params, updating and { update_mask = true } or {})
+  end
+  if problems and #problems > 0 then
+    return reject(handle, 422, field_errors(problems))
+  end
+
+  local rewritten = path
+  if #params > 0 then
+    rewritten = path .. "?" .. build_query(params)
+  end
+  if rewritten ~= original then
+    headers:replace(":path", rewritten)
+    handle:clearRouteCache()
+  end
+end
+
+-- Responses ---------------------------------------------------------------------------------
+
+-- The message of a google.rpc.Status JSON body, or the text of a text/plain one.
+local function error_message(content_type, text)
+  if content_type:find("json") then
+    local message = text:match('"message"%s*:%s*"(.-[^\\])"')
+    return message and message:gsub('\\"', '"'):gsub("\\\\", "\\") or nil
+  end
+  return text:match("^%s*(.-)%s*$")
+end
+
+-- Drops grpc-* and the server's error headers (headers cannot change while being iterated).
+local function remove_internal(headers)
+  local drop = {}
+  for name, _ in pairs(headers) do
+    if name:find("^grpc%-") or name == "cb-http-status" or name == "cb-error-body" then
+      drop[#drop + 1] = name
+    end
+  end
+  for _, name in ipairs(drop) do
+    headers:remove(name)
+  end
+end
+
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local content_type = headers:get("content-type") or ""
+  if content_type:find("^application/grpc") then
+    return -- native gRPC
+  end
+  local status = tonumber(headers:get(":status")) or 500
+  local http_status = tonumber(headers:get("cb-http-status") or "")
+  local error_body = headers:get("cb-error-body")
+  remove_internal(headers)
+  if status < 400 and not http_status then
+    if not headers:get("content-length") then
+      -- A streamed list: over HTTP/2 its trailers would carry grpc-status. Chunks pass
+      -- through unbuffered.
+      for _ in handle:bodyChunks() do
+      end
+      local trailers = handle:trailers()
+      if trailers then
+        remove_internal(trailers)
+      end
+    end
+    return
+  end
+
+  local body = handle:body(true)
+  local text = body:getBytes(0, body:length())
+  local replacement
+  if http_status and error_body then
+    status, replacement = http_status, error_body
+  elseif text:find('^%s*{%s*"errors"') then
+    return -- already in the API's shape (the gateway's own 404)
+  elseif status >= 500 then
+    replacement = message_errors(GENERIC_5XX[status] or "Internal error")
+  elseif status == 413 then
+    replacement = message_errors("The request body is too large")
+  else
+    replacement = message_errors(error_message(content_type, text) or "Bad request")
+  end
+  body:setBytes(replacement)
+  headers = handle:headers()
+  headers:replace(":status", tostring(status))
+  headers:replace("content-type", "application/json")
+  headers:replace("content-length", tostring(#replacement))
+end
