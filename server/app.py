@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from meetings.v1 import meetings_pb2, meetings_pb2_grpc, sessions_pb2, sessions_pb2_grpc
-from server import database, embedded_db, logs, migrations, servicers
+from server import database, delivery, embedded_db, logs, mailer, migrations, servicers
 from server.health import DatabaseWatch
 from server.settings import Settings, SettingsError
 
@@ -30,8 +30,15 @@ SERVICE_NAMES = [
 class Service:
     """The gRPC server of one process, bound to a database that is already migrated."""
 
-    def __init__(self, settings: Settings, database_url: str, pool: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        pool: Any,
+        delivery_loop: delivery.DeliveryThread | None = None,
+    ) -> None:
         self.settings = settings
+        self.delivery = delivery_loop
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
             options=[("grpc.so_reuseport", 0)],
@@ -65,15 +72,37 @@ class Service:
             raise OSError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
         self.watch.start()
         self.server.start()
+        if self.delivery is not None:
+            self.delivery.start()
         log.info("gRPC server listening", extra={"port": self.port})
         return self.port
 
     def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
         self.watch.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         self.server.stop(grace).wait()
+        if self.delivery is not None:
+            self.delivery.join(timeout=max(grace, 1.0))
         log.info("gRPC server stopped")
+
+
+def delivery_thread(settings: Settings, database_url: str) -> delivery.DeliveryThread | None:
+    """The notification delivery loop of this process, unless the settings turn it off."""
+    if not settings.delivery_enabled:
+        return None
+    if settings.smtp_url is None:
+        log.info("no SMTP_URL: emails go to the mail sink", extra={"dir": str(settings.mail_sink)})
+    deliverer = delivery.Deliverer(
+        mailer.from_settings(settings.smtp_url, settings.mail_sink),
+        worker_id=settings.worker_id or delivery.default_worker_id(),
+        lease_seconds=settings.delivery_lease_seconds,
+        poll_seconds=settings.delivery_poll_seconds,
+        listen_params=database.connection_params(database_url),
+    )
+    return delivery.DeliveryThread(deliverer)
 
 
 def main() -> int:
@@ -92,7 +121,7 @@ def main() -> int:
     pool = database.connect(url, settings.db_pool_size)
     migrations.migrate(pool)
 
-    service = Service(settings, url, pool)
+    service = Service(settings, url, pool, delivery_thread(settings, url))
     port = service.start()
     stopping = threading.Event()
 

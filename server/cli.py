@@ -2,6 +2,7 @@
 
     meetings-admin create-user LOGIN --password P [--email E] [--full-name N]
     meetings-admin token LOGIN          # prints a new session token for that user
+    meetings-admin settings [--meeting-url-template T] [--sender S]   # show, or change and show
 
 It uses DATABASE_URL, or the embedded server in DATA_DIR (started if it is not running).
 """
@@ -12,7 +13,7 @@ import argparse
 import getpass
 import sys
 
-from server import auth, database, embedded_db, errors, migrations
+from server import auth, database, embedded_db, errors, meeting_settings, migrations
 from server.settings import Settings, SettingsError
 
 
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--full-name", default="")
     token = commands.add_parser("token", help="print a new session token for a user")
     token.add_argument("login")
+    configure = commands.add_parser(
+        "settings", help="show or change the meeting settings (applied without a restart)"
+    )
+    configure.add_argument("--meeting-url-template", help="join link, %%s = the meeting _id")
+    configure.add_argument("--sender", help="From of notification emails, 'Name <address>'")
     args = parser.parse_args(argv)
 
     try:
@@ -46,6 +52,17 @@ def main(argv: list[str] | None = None) -> int:
                 password = args.password or getpass.getpass("Password: ")
                 user_id = auth.create_user(args.login, password, args.email, args.full_name)
                 print(f"created user {args.login!r} with id {user_id}")
+            elif args.command == "settings":
+                changes = {
+                    name: getattr(args, name)
+                    for name in meeting_settings.NAMES
+                    if getattr(args, name) is not None
+                }
+                current = (
+                    meeting_settings.update(changes) if changes else meeting_settings.load()
+                )
+                for name in meeting_settings.NAMES:
+                    print(f"{name} = {getattr(current, name)}")
             else:
                 session = auth.issue_token(args.login, settings.token_ttl_seconds)
                 print(session.token)

@@ -8,7 +8,15 @@ from typing import Any
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from meetings.v1 import meetings_pb2, sessions_pb2
-from server import auth, clock, errors, meeting_filters, meeting_input, meetings
+from server import (
+    auth,
+    clock,
+    errors,
+    meeting_filters,
+    meeting_input,
+    meetings,
+    notification_status,
+)
 from server.meeting_input import Attendee, MeetingPatch, NotifyBefore, Timezone
 
 _OPTIONAL_SCALARS = (
@@ -165,3 +173,24 @@ def session_to_pb(session: auth.SessionView) -> sessions_pb2.SessionResponse:
     )
     setattr(message, "_id", session.id)  # noqa: B010
     return sessions_pb2.SessionResponse(session=message)
+
+
+def notification_to_pb(view: notification_status.NotificationView) -> meetings_pb2.Notification:
+    message = meetings_pb2.Notification(
+        topic=view.topic,
+        status=view.status,
+        due_at=view.due_at.timestamp(),
+        attempts=view.attempts,
+        reason=_nullable(view.reason),
+        sent_at=_nullable(clock.iso_ms(view.sent_at) if view.sent_at else None),
+        created_at=clock.iso_ms(view.created_at),
+        updated_at=clock.iso_ms(view.updated_at),
+    )
+    setattr(message, "_id", str(view.id))  # noqa: B010
+    for recipient in view.recipients:
+        item = message.recipients.add(
+            email=recipient.email or "", status=recipient.status, detail=recipient.detail or ""
+        )
+        if recipient.user_id is not None:
+            item.user_id = recipient.user_id
+    return message

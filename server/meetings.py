@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server import auth, chat, clock, errors, ids, meeting_filters, meeting_input
+from server import auth, chat, clock, errors, ids, meeting_filters, meeting_input, notifications
 from server.database import db
 from server.meeting_input import Attendee, MeetingPatch, NotifyBefore, Timezone
 from server.models import Meeting, MeetingAttendee, RecordingEvent
@@ -77,7 +77,9 @@ def create(caller: auth.Caller, patch: MeetingPatch) -> MeetingView:
             row.save(only=[Meeting.chat_dialog_id])
         if patch.record:
             _record_event(meeting_id, "start", now)
-        return _view(row, patch.attendees)
+        view = _view(row, patch.attendees)
+        notifications.meeting_created(view)
+        return view
 
 
 def get(caller: auth.Caller, meeting_id: str) -> MeetingView:
@@ -103,6 +105,7 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
         row = _visible_row(caller, meeting_id, for_update=True)
         if row.host_id != caller.user_id:
             raise errors.PermissionDenied("Only the host can change this meeting")
+        before = _view(row, _attendees_of([row.id])[row.id])
         meeting_input.validate(
             patch,
             creating=False,
@@ -148,7 +151,9 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
         row.updated_at = now
         row.version += 1
         row.save()
-        return _view(row, attendees)
+        after = _view(row, attendees)
+        notifications.meeting_updated(before, after)
+        return after
 
 
 def delete(caller: auth.Caller, meeting_id: str) -> None:
@@ -156,6 +161,7 @@ def delete(caller: auth.Caller, meeting_id: str) -> None:
         row = _visible_row(caller, meeting_id, for_update=True)
         if row.host_id != caller.user_id:
             raise errors.PermissionDenied("Only the host can delete this meeting")
+        notifications.meeting_deleted(_view(row, _attendees_of([row.id])[row.id]))
         # Attendees and the chat dialog go with it (ON DELETE CASCADE).
         row.delete_instance()
 

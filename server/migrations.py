@@ -115,6 +115,49 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX recording_events_meeting_idx ON recording_events (meeting_id, id);
         """,
     ),
+    (
+        2,
+        "notification outbox, meeting settings",
+        """
+        -- One row per message to deliver, written in the transaction of the change that
+        -- caused it. No foreign key to meetings: a cancellation outlives its meeting.
+        CREATE TABLE outbox (
+            id bigserial PRIMARY KEY,
+            kind text NOT NULL CHECK (kind IN ('email', 'webhook')),
+            topic text NOT NULL,
+            meeting_id varchar(24),
+            dedupe_key text NOT NULL UNIQUE,
+            payload jsonb NOT NULL,
+            recipients jsonb NOT NULL DEFAULT '[]',
+            status text NOT NULL
+                CHECK (status IN ('scheduled', 'sending', 'sent', 'failed', 'cancelled')),
+            attempts integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz NOT NULL,
+            lease_owner text,
+            lease_expires_at timestamptz,
+            -- Bumped by every claim and every change: a sender acts only on the version it
+            -- claimed, so a reminder moved or cancelled after its claim is not sent.
+            version integer NOT NULL DEFAULT 1,
+            last_error text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            sent_at timestamptz
+        );
+        CREATE INDEX outbox_due_idx ON outbox (next_attempt_at) WHERE status = 'scheduled';
+        CREATE INDEX outbox_lease_idx ON outbox (lease_expires_at) WHERE status = 'sending';
+        CREATE INDEX outbox_meeting_idx ON outbox (meeting_id, id);
+        -- At most one reminder per meeting waits to go out.
+        CREATE UNIQUE INDEX outbox_live_reminder_idx ON outbox (meeting_id)
+            WHERE topic = 'reminder' AND status IN ('scheduled', 'sending');
+
+        -- Operator settings that take effect without a restart (meeting URL template, sender).
+        CREATE TABLE meeting_settings (
+            name text PRIMARY KEY,
+            value text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 ]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import grpc
 
 from meetings.v1 import meetings_pb2, meetings_pb2_grpc, sessions_pb2, sessions_pb2_grpc
-from server import auth, convert, errors, meetings
+from server import auth, convert, errors, meetings, notification_status
 from server.grpc_errors import rpc
 from server.settings import Settings
 
@@ -61,6 +61,16 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
     ) -> meetings_pb2.DeleteMeetingResponse:
         meetings.delete(caller, getattr(request, "_id"))  # noqa: B009
         return meetings_pb2.DeleteMeetingResponse()
+
+    @rpc(stream=True)
+    def ListMeetingNotifications(
+        self,
+        request: meetings_pb2.ListMeetingNotificationsRequest,
+        context: Context,
+        caller: auth.Caller,
+    ) -> Iterable[meetings_pb2.Notification]:
+        found = notification_status.for_host(caller, getattr(request, "_id"))  # noqa: B009
+        return [convert.notification_to_pb(view) for view in found]
 
 
 class SessionService(sessions_pb2_grpc.SessionServiceServicer):

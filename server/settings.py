@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class SettingsError(ValueError):
@@ -24,6 +25,17 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
+    # Notification email: an SMTP URL (see server.mailer); None keeps mail in mail_sink_dir.
+    smtp_url: str | None = None
+    # None: <data_dir>/mail.
+    mail_sink_dir: Path | None = None
+    delivery_enabled: bool = True
+    # Longest sleep of the delivery loop between passes (a NOTIFY or a due row wakes it sooner).
+    delivery_poll_seconds: float = 1.0
+    # How long a claimed message stays with its sender before another may take it over.
+    delivery_lease_seconds: float = 60.0
+    # Names this process in outbox leases; None: <hostname>:<pid>.
+    worker_id: str | None = None
 
     @property
     def db_pool_size(self) -> int:
@@ -59,6 +71,26 @@ class Settings:
                 raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
             return value
 
+        def boolean(name: str, default: bool) -> bool:
+            raw = (env.get(name) or "").strip().lower()
+            if raw == "":
+                return default
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            if raw in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+        smtp_url = env.get("SMTP_URL") or None
+        if smtp_url is not None:
+            parts = urlsplit(smtp_url)
+            if parts.scheme not in ("smtp", "smtp+starttls", "smtps") or not parts.hostname:
+                # Not echoed: the URL may hold a password.
+                raise SettingsError(
+                    "SMTP_URL must be smtp://, smtp+starttls:// or smtps:// with a host"
+                )
+        sink = env.get("MAIL_SINK_DIR")
+
         level = env.get("LOG_LEVEL", defaults.log_level).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
@@ -78,4 +110,18 @@ class Settings:
                 "HEALTH_INTERVAL_SECONDS", defaults.health_interval_seconds, 0.05, 60
             ),
             log_level=level,
+            smtp_url=smtp_url,
+            mail_sink_dir=Path(sink) if sink else None,
+            delivery_enabled=boolean("DELIVERY_ENABLED", defaults.delivery_enabled),
+            delivery_poll_seconds=number(
+                "DELIVERY_POLL_SECONDS", defaults.delivery_poll_seconds, 0.05, 60
+            ),
+            delivery_lease_seconds=number(
+                "DELIVERY_LEASE_SECONDS", defaults.delivery_lease_seconds, 1, 3600
+            ),
+            worker_id=env.get("WORKER_ID") or None,
         )
+
+    @property
+    def mail_sink(self) -> Path:
+        return self.mail_sink_dir or self.data_dir / "mail"

@@ -1,0 +1,91 @@
+"""Meeting settings kept in the database, so that operators change them without a restart.
+
+The delivery loop reads them on every pass: a new meeting URL template or sender address
+applies to the next email sent, on every replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from email.headerregistry import Address
+from email.utils import parseaddr
+from urllib.parse import urlsplit
+
+import peewee as pw
+from playhouse.postgres_ext import DateTimeTZField
+
+from server import clock, errors, meeting_input
+from server.database import db
+from server.models import BaseModel
+
+
+class MeetingSetting(BaseModel):
+    name = pw.TextField(primary_key=True)
+    value = pw.TextField()
+    updated_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "meeting_settings"
+
+
+@dataclass(frozen=True)
+class MeetingSettings:
+    # The join link in emails: `%s` is replaced by the meeting `_id`.
+    meeting_url_template: str = "https://meet.example.com/%s"
+    # The From of every notification email ("Name <address>" or an address).
+    sender: str = "Meetings <no-reply@example.com>"
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+    def meeting_url(self, meeting_id: str) -> str:
+        return self.meeting_url_template.replace("%s", meeting_id)
+
+
+NAMES = tuple(field.name for field in fields(MeetingSettings))
+
+
+def load() -> MeetingSettings:
+    """The current settings (defaults for those never set)."""
+    stored = {row.name: row.value for row in MeetingSetting.select() if row.name in NAMES}
+    return MeetingSettings(**stored)
+
+
+def problems(name: str, value: str) -> list[str]:
+    """Why `value` is not usable for setting `name` (empty if it is)."""
+    if name == "meeting_url_template":
+        parts = urlsplit(value)
+        found = []
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            found.append("must be an http:// or https:// URL")
+        if value.count("%s") != 1:
+            found.append("must contain %s exactly once (replaced by the meeting _id)")
+        return found
+    if name == "sender":
+        display, address = parseaddr(value)
+        if not address or not meeting_input.is_email(address):
+            return ["must be an email address, optionally as 'Name <address>'"]
+        try:
+            Address(display_name=display, addr_spec=address)
+        except (ValueError, IndexError):
+            return ["must be an email address, optionally as 'Name <address>'"]
+        return []
+    return [f"unknown setting; known: {', '.join(NAMES)}"]
+
+
+def update(values: dict[str, str]) -> MeetingSettings:
+    """Validate and store settings (InvalidFields names each bad one); returns all of them."""
+    found = errors.FieldErrors()
+    for name, value in values.items():
+        for problem in problems(name, value.strip()):
+            found.add(name, problem)
+    found.raise_if_any()
+    now = clock.now()
+    with db.atomic():
+        for name, value in values.items():
+            MeetingSetting.insert(name=name, value=value.strip(), updated_at=now).on_conflict(
+                conflict_target=[MeetingSetting.name],
+                update={MeetingSetting.value: value.strip(), MeetingSetting.updated_at: now},
+            ).execute()
+    return load()

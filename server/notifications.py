@@ -1,0 +1,204 @@
+"""Which emails a meeting change causes (the contract's "Notification emails"), as outbox rows.
+
+Called by meetings.create/update/delete inside their transactions, so a change that rolls back
+leaves no row. With `notify` on:
+- create: an invitation to the host and every attendee;
+- update: notify false->true, an invitation to all; start_date changed, an update to all;
+  otherwise attendees added, an invitation to the added ones only;
+- delete (of a meeting not yet over): a cancellation to all (ICS METHOD:CANCEL).
+A reminder is due `notify_before` ahead of `start_date`; every change re-plans it (moved,
+cancelled, or refreshed), and one whose time has already passed when it is planned is recorded
+as cancelled, not sent. Attendees are mailed at the email they were given, else at their user
+account's; one with neither is skipped, and the skip is recorded on the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from server import clock, emails, outbox
+from server.models import User
+
+if TYPE_CHECKING:
+    from server import meetings
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A person to mail, or the reason they cannot be mailed."""
+
+    person: emails.Person
+    problem: str | None = None
+
+    @property
+    def key(self) -> str:
+        email = self.person.email
+        return email.strip().lower() if email else f"user:{self.person.user_id}"
+
+
+def reminder_due_at(view: meetings.MeetingView) -> datetime | None:
+    """When the meeting's reminder is due, or None if it has none."""
+    if not view.notify or view.notify_before is None:
+        return None
+    return datetime.fromtimestamp(view.start_date - view.notify_before.seconds, UTC)
+
+
+def meeting_created(view: meetings.MeetingView) -> None:
+    host, attendees = _resolve(view)
+    info = _info(view, host, attendees)
+    if view.notify:
+        _send_now("invitation", view, info, [host, *attendees])
+    _plan_reminder(view, info, [host, *attendees])
+
+
+def meeting_updated(before: meetings.MeetingView, after: meetings.MeetingView) -> None:
+    host, attendees = _resolve(after)
+    info = _info(after, host, attendees)
+    everyone = [host, *attendees]
+    if after.notify:
+        if not before.notify:
+            _send_now("invitation", after, info, everyone)
+        elif after.start_date != before.start_date:
+            _send_now("update", after, info, everyone)
+        elif after.attendees != before.attendees:
+            known = {host.key} | {entry.key for entry in _resolve(before)[1]}
+            added = [entry for entry in attendees if entry.key not in known]
+            if added:
+                _send_now("invitation", after, info, added)
+    _plan_reminder(after, info, everyone)
+
+
+def meeting_deleted(view: meetings.MeetingView) -> None:
+    live = outbox.live_reminder(view.id)
+    if live is not None:
+        outbox.cancel(live.id, "the meeting was deleted")
+    # Nobody needs to hear that a meeting which is over was removed.
+    if view.notify and view.end_date > clock.now().timestamp():
+        host, attendees = _resolve(view)
+        _send_now("cancellation", view, _info(view, host, attendees), [host, *attendees])
+
+
+def _resolve(view: meetings.MeetingView) -> tuple[_Entry, list[_Entry]]:
+    """The host and the attendees with the address to mail each at (one query for users)."""
+    ids = {view.host_id} | {a.id for a in view.attendees if a.id is not None}
+    users = {
+        int(row.id): row
+        for row in User.select(User.id, User.email, User.full_name).where(User.id.in_(list(ids)))
+    }
+
+    def entry(user_id: int | None, email: str | None) -> _Entry:
+        user = users.get(user_id) if user_id is not None else None
+        name = user.full_name if user is not None else ""
+        if email:
+            return _Entry(emails.Person(email, name, user_id))
+        if user is None:
+            return _Entry(emails.Person(None, "", user_id), f"user {user_id} does not exist")
+        if not user.email:
+            return _Entry(emails.Person(None, name, user_id), f"user {user_id} has no email")
+        return _Entry(emails.Person(user.email, name, user_id))
+
+    return entry(view.host_id, None), [entry(a.id, a.email) for a in view.attendees]
+
+
+def _info(view: meetings.MeetingView, host: _Entry, attendees: list[_Entry]) -> emails.MeetingInfo:
+    return emails.MeetingInfo(
+        id=view.id,
+        name=view.name,
+        start_date=view.start_date,
+        end_date=view.end_date,
+        timezone=view.timezone.name if view.timezone else None,
+        version=view.version,
+        organizer=host.person,
+        attendees=tuple(entry.person for entry in attendees),
+    )
+
+
+def recipients(entries: Iterable[_Entry]) -> list[dict[str, Any]]:
+    """One recipient per address (the host may also be an attendee), skips with their reason."""
+    seen: set[str] = set()
+    found = []
+    for entry in entries:
+        if entry.key in seen:
+            continue
+        seen.add(entry.key)
+        found.append(
+            {
+                "email": entry.person.email,
+                "user_id": entry.person.user_id,
+                "state": outbox.SKIPPED if entry.problem else outbox.PENDING,
+                "detail": entry.problem,
+            }
+        )
+    return found
+
+
+def _send_now(
+    topic: str, view: meetings.MeetingView, info: emails.MeetingInfo, entries: Sequence[_Entry]
+) -> None:
+    rows = recipients(entries)
+    sendable = any(row["state"] == outbox.PENDING for row in rows)
+    outbox.enqueue(
+        topic=topic,
+        meeting_id=view.id,
+        dedupe_key=f"{topic}:{view.id}:v{view.version}",
+        payload={"meeting": info.as_json()},
+        recipients=rows,
+        status=outbox.SCHEDULED if sendable else outbox.FAILED,
+        reason=None if sendable else "no recipient has an email address",
+    )
+
+
+def _plan_reminder(
+    view: meetings.MeetingView, info: emails.MeetingInfo, entries: Sequence[_Entry]
+) -> None:
+    """Make the outbox agree with the meeting: one reminder at its due time, or none."""
+    due = reminder_due_at(view)
+    live = outbox.live_reminder(view.id)
+    rows = recipients(entries)
+    payload = {"meeting": info.as_json(), "due_at": None if due is None else int(due.timestamp())}
+    if live is not None:
+        if due is not None and live.payload.get("due_at") == payload["due_at"]:
+            # Same time: new content, unless a sender already has it (it is going out now).
+            if live.status == outbox.SCHEDULED:
+                outbox.refresh(live.id, payload, rows)
+            return
+        if due is None:
+            reason = "notifications were turned off" if not view.notify else "no notify_before"
+        else:
+            reason = f"the meeting or notify_before changed: now due {clock.iso_ms(due)}"
+        outbox.cancel(live.id, reason)
+    if due is None:
+        return
+    key = f"reminder:{view.id}:{payload['due_at']}"
+    unsendable = None
+    if due <= clock.now():
+        unsendable = (
+            outbox.CANCELLED,
+            f"not sent: its time ({clock.iso_ms(due)}) had passed when it was planned",
+        )
+    elif not any(row["state"] == outbox.PENDING for row in rows):
+        unsendable = (outbox.FAILED, "no recipient has an email address")
+    if unsendable is not None:
+        # Recorded (once per due time) so that the host sees why no reminder will come.
+        outbox.enqueue(
+            topic="reminder",
+            meeting_id=view.id,
+            dedupe_key=key,
+            payload=payload,
+            recipients=rows,
+            due=due,
+            status=unsendable[0],
+            reason=unsendable[1],
+        )
+        return
+    outbox.revive_or_enqueue(
+        topic="reminder",
+        meeting_id=view.id,
+        dedupe_key=key,
+        payload=payload,
+        recipients=rows,
+        due=due,
+    )

@@ -1,0 +1,268 @@
+"""The outbox: messages to deliver, written in the transaction of the change that caused them.
+
+A row is `scheduled` until a sender claims it (`sending`, with a lease), then `sent`, `failed`
+(with the reason), or back to `scheduled` for a retry; a reminder that no longer applies is
+`cancelled`. `version` is a fencing token: every claim and every change bumps it, and a sender
+only sends or records what it claimed at that version, so a reminder that was moved or
+cancelled after its claim is not sent, and a sender whose lease was taken over records nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee as pw
+from playhouse.postgres_ext import BinaryJSONField, DateTimeTZField
+from psycopg2.extras import Json
+
+from server.database import db
+from server.models import BaseModel
+
+# The channel that wakes the delivery loops when a row is written (NOTIFY is sent at commit).
+CHANNEL = "meetings_outbox"
+
+SCHEDULED, SENDING, SENT, FAILED, CANCELLED = "scheduled", "sending", "sent", "failed", "cancelled"
+# Recipient states, kept per address in the `recipients` column.
+PENDING, DELIVERED, REFUSED, SKIPPED = "pending", "sent", "failed", "skipped"
+
+
+class Outbox(BaseModel):
+    id = pw.BigAutoField()
+    kind = pw.TextField()
+    topic = pw.TextField()
+    meeting_id = pw.CharField(max_length=24, null=True)
+    dedupe_key = pw.TextField(unique=True)
+    payload = BinaryJSONField()
+    # [{"email": str | None, "user_id": int | None, "state": ..., "detail": str | None}]
+    recipients = BinaryJSONField(default=list)
+    status = pw.TextField()
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = DateTimeTZField()
+    lease_owner = pw.TextField(null=True)
+    lease_expires_at = DateTimeTZField(null=True)
+    version = pw.IntegerField(default=1)
+    last_error = pw.TextField(null=True)
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+    sent_at = DateTimeTZField(null=True)
+
+    class Meta:
+        table_name = "outbox"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row a sender holds: it may act on it while the row is still at `version`."""
+
+    id: int
+    version: int
+    kind: str
+    topic: str
+    meeting_id: str | None
+    dedupe_key: str
+    payload: dict[str, Any]
+    recipients: list[dict[str, Any]]
+    attempts: int
+
+
+def wake_senders() -> None:
+    """Wake the delivery loops once the current transaction commits."""
+    db.execute_sql("SELECT pg_notify(%s, '')", (CHANNEL,))
+
+
+def enqueue(
+    *,
+    topic: str,
+    meeting_id: str | None,
+    dedupe_key: str,
+    payload: dict[str, Any],
+    recipients: Sequence[dict[str, Any]],
+    due: datetime | None = None,
+    kind: str = "email",
+    status: str = SCHEDULED,
+    reason: str | None = None,
+) -> int | None:
+    """Insert a row (due now unless `due`); None if a row with this dedupe key exists."""
+    cursor = db.execute_sql(
+        "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients, status,"
+        " next_attempt_at, last_error)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s)"
+        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        (
+            kind,
+            topic,
+            meeting_id,
+            dedupe_key,
+            Json(payload),
+            Json(list(recipients)),
+            status,
+            due,
+            reason,
+        ),
+    )
+    row = cursor.fetchone()
+    if row is not None and status == SCHEDULED:
+        wake_senders()
+    return None if row is None else int(row[0])
+
+
+def revive_or_enqueue(
+    *,
+    topic: str,
+    meeting_id: str,
+    dedupe_key: str,
+    payload: dict[str, Any],
+    recipients: Sequence[dict[str, Any]],
+    due: datetime,
+) -> int | None:
+    """Like enqueue, but a cancelled row with the same key is scheduled again (a reminder
+    turned off and on again); a row that was sent is left alone (never remind twice)."""
+    cursor = db.execute_sql(
+        "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients, status,"
+        " next_attempt_at)"
+        " VALUES ('email', %s, %s, %s, %s, %s, 'scheduled', %s)"
+        " ON CONFLICT (dedupe_key) DO UPDATE SET status = 'scheduled',"
+        " payload = excluded.payload, recipients = excluded.recipients,"
+        " next_attempt_at = excluded.next_attempt_at, attempts = 0, last_error = NULL,"
+        " lease_owner = NULL, lease_expires_at = NULL, version = outbox.version + 1,"
+        " updated_at = now()"
+        " WHERE outbox.status = 'cancelled' RETURNING id",
+        (topic, meeting_id, dedupe_key, Json(payload), Json(list(recipients)), due),
+    )
+    row = cursor.fetchone()
+    if row is not None:
+        wake_senders()
+    return None if row is None else int(row[0])
+
+
+def live_reminder(meeting_id: str) -> Any:
+    """The meeting's reminder waiting to go out (scheduled or being sent), locked, or None."""
+    return (
+        Outbox.select()
+        .where(
+            Outbox.meeting_id == meeting_id,
+            Outbox.topic == "reminder",
+            Outbox.status.in_([SCHEDULED, SENDING]),
+        )
+        .for_update()
+        .first()
+    )
+
+
+def cancel(row_id: int, reason: str) -> None:
+    """Cancel a row; a sender that already claimed it will find it changed and not send."""
+    db.execute_sql(
+        "UPDATE outbox SET status = 'cancelled', last_error = %s, version = version + 1,"
+        " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() WHERE id = %s",
+        (reason, row_id),
+    )
+
+
+def refresh(row_id: int, payload: dict[str, Any], recipients: Sequence[dict[str, Any]]) -> None:
+    """New content for a scheduled row (the meeting changed, its time did not)."""
+    db.execute_sql(
+        "UPDATE outbox SET payload = %s, recipients = %s, version = version + 1,"
+        " updated_at = now() WHERE id = %s AND status = 'scheduled'",
+        (Json(payload), Json(list(recipients)), row_id),
+    )
+
+
+def claim(owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
+    """Take up to `limit` due rows (and rows whose sender's lease ran out) for `owner`.
+
+    SKIP LOCKED lets several senders claim side by side without waiting on each other; the
+    claim commits at once, so no row lock is held while sending.
+    """
+    with db.atomic():
+        cursor = db.execute_sql(
+            "WITH picked AS ("
+            " SELECT id FROM outbox WHERE kind = 'email' AND ("
+            "  (status = 'scheduled' AND next_attempt_at <= now())"
+            "  OR (status = 'sending' AND lease_expires_at <= now()))"
+            " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " UPDATE outbox o SET status = 'sending', attempts = o.attempts + 1,"
+            " version = o.version + 1, lease_owner = %s,"
+            " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
+            " FROM picked WHERE o.id = picked.id"
+            " RETURNING o.id, o.version, o.kind, o.topic, o.meeting_id, o.dedupe_key,"
+            " o.payload, o.recipients, o.attempts",
+            (limit, owner, lease_seconds),
+        )
+        rows = cursor.fetchall()
+    claimed = [Claimed(*row) for row in rows]
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+def still_ours(job: Claimed, lease_seconds: float) -> bool:
+    """Just before sending: is the row unchanged since our claim? Extends the lease if so."""
+    cursor = db.execute_sql(
+        "UPDATE outbox SET lease_expires_at = now() + make_interval(secs => %s)"
+        " WHERE id = %s AND version = %s AND status = 'sending' RETURNING id",
+        (lease_seconds, job.id, job.version),
+    )
+    return cursor.fetchone() is not None
+
+
+def finish(
+    job: Claimed,
+    *,
+    status: str,
+    recipients: Sequence[dict[str, Any]],
+    error: str | None,
+    retry_in: float | None = None,
+) -> bool:
+    """Record a send: `sent`, `failed`, or `scheduled` again in `retry_in` seconds.
+
+    False if the row changed since the claim (the result is then not ours to record)."""
+    cursor = db.execute_sql(
+        "UPDATE outbox SET status = %s, recipients = %s, last_error = %s,"
+        " next_attempt_at = CASE WHEN %s::float8 IS NULL THEN next_attempt_at"
+        "   ELSE now() + make_interval(secs => %s::float8) END,"
+        " sent_at = CASE WHEN %s = 'sent' THEN now() ELSE sent_at END,"
+        " lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+        " WHERE id = %s AND version = %s AND status = 'sending' RETURNING id",
+        (
+            status,
+            Json(list(recipients)),
+            error,
+            retry_in,
+            retry_in,
+            status,
+            job.id,
+            job.version,
+        ),
+    )
+    return cursor.fetchone() is not None
+
+
+def release(jobs: Sequence[Claimed]) -> None:
+    """Give back claimed rows that were not attempted (shutdown): due again at once."""
+    for job in jobs:
+        db.execute_sql(
+            "UPDATE outbox SET status = 'scheduled', attempts = attempts - 1,"
+            " lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+            " WHERE id = %s AND version = %s AND status = 'sending'",
+            (job.id, job.version),
+        )
+    if jobs:
+        wake_senders()
+
+
+def seconds_until_due() -> float | None:
+    """Seconds until the next row falls due or a lease runs out (<= 0: now); None if none."""
+    cursor = db.execute_sql(
+        "SELECT extract(epoch FROM least("
+        " (SELECT min(next_attempt_at) FROM outbox WHERE status = 'scheduled'),"
+        " (SELECT min(lease_expires_at) FROM outbox WHERE status = 'sending')) - now())"
+    )
+    row = cursor.fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def for_meeting(meeting_id: str) -> list[Any]:
+    """Every row of a meeting, oldest first."""
+    return list(Outbox.select().where(Outbox.meeting_id == meeting_id).order_by(Outbox.id))
