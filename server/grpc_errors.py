@@ -24,7 +24,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from playhouse.pool import MaxConnectionsExceeded
 
-from server import auth, errors, logs
+from server import auth, errors, logs, service_keys
 from server.database import CONNECTION_ERRORS, db
 
 log = logging.getLogger(__name__)
@@ -112,27 +112,66 @@ def _begin(context: grpc.ServicerContext) -> tuple[dict[str, str], str]:
     return metadata, request_id
 
 
+USER, MEDIA, ADMIN, NONE = "user", "media", "admin", "none"
+# Where each kind of credential arrives (gRPC metadata; REST headers arrive lower-cased).
+_CREDENTIAL_HEADERS = {MEDIA: "cb-service-key", ADMIN: "cb-administration-api-key"}
+
+
+def _authenticate(credential: str, metadata: dict[str, str]) -> auth.Caller | None:
+    if credential == USER:
+        return auth.authenticate(metadata.get("cb-token"))
+    if credential in _CREDENTIAL_HEADERS:
+        service_keys.check(credential, metadata.get(_CREDENTIAL_HEADERS[credential]))
+    return None
+
+
 def rpc(
-    *, authenticated: bool = True, stream: bool = False
+    *,
+    authenticated: bool = True,
+    stream: bool = False,
+    credential: str | None = None,
+    live: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a servicer method `(self, request, context, caller)`; see the module doc."""
+    """Decorate a servicer method `(self, request, context, caller)`; see the module doc.
+
+    `credential`: "user" (cb-token; the default unless authenticated=False), "media"
+    (cb-service-key), "admin" (cb-administration-api-key) or "none". `stream`: the method
+    returns an iterable, materialized in the connection before the first message. `live`: a
+    long-lived stream; only authentication holds a connection, and the method's generator opens
+    its own per pass.
+    """
+    kind = credential or (USER if authenticated else NONE)
 
     def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
         def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
             metadata, request_id = _begin(context)
             try:
                 with db.connection_context():
-                    caller = auth.authenticate(metadata.get("cb-token")) if authenticated else None
+                    caller = _authenticate(kind, metadata)
                     result = method(self, request, context, caller)
-                    if stream:
-                        # Materialized inside the connection, so that every error comes before
-                        # the first message (after it, REST clients would see a 200).
+                    if stream and not live:
+                        # Materialized inside the connection, so that every error comes
+                        # before the first message (after it, REST clients see a 200).
                         result = list(result)
             except Exception as exc:
                 context.abort_with_status(_status(exc, request_id))
             context.send_initial_metadata(_response_headers(request_id, caller))
             return result
 
+        if live:
+
+            @functools.wraps(method)
+            def live_stream(
+                self: Any, request: Any, context: grpc.ServicerContext
+            ) -> Iterator[Any]:
+                generator = call(self, request, context)
+                request_id = logs.request_id.get()
+                try:
+                    yield from generator
+                except Exception as exc:
+                    context.abort_with_status(_status(exc, request_id))
+
+            return live_stream
         if stream:
 
             @functools.wraps(method)
