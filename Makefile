@@ -41,8 +41,10 @@ $(GEN_STAMP): $(PROTOS) $(INSTALLED)
 
 gen: $(GEN_STAMP)
 
+# The database (embedded unless DATABASE_URL is set), the gRPC server and the Envoy gateway,
+# supervised together; prints the REST base URL. Ports: GATEWAY_PORT, ENVOY_ADMIN_PORT, GRPC_PORT.
 run: setup
-	$(PY) -m server
+	$(PY) -m server.supervisor
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -294,15 +294,6 @@ end
 
 -- Responses ---------------------------------------------------------------------------------
 
--- The message of a google.rpc.Status JSON body, or the text of a text/plain one.
-local function error_message(content_type, text)
-  if content_type:find("json") then
-    local message = text:match('"message"%s*:%s*"(.-[^\\])"')
-    return message and message:gsub('\\"', '"'):gsub("\\\\", "\\") or nil
-  end
-  return text:match("^%s*(.-)%s*$")
-end
-
 -- Drops grpc-* and the server's error headers (headers cannot change while being iterated).
 local function remove_internal(headers)
   local drop = {}
@@ -345,14 +336,16 @@ function envoy_on_response(handle)
   local replacement
   if http_status and error_body then
     status, replacement = http_status, error_body
-  elseif text:find('^%s*{%s*"errors"') then
-    return -- already in the API's shape (the gateway's own 404)
   elseif status >= 500 then
     replacement = message_errors(GENERIC_5XX[status] or "Internal error")
   elseif status == 413 then
     replacement = message_errors("The request body is too large")
+  elseif status == 404 then -- the transcoder: no RPC for this method and path
+    replacement = message_errors("The resource wasn't found")
   else
-    replacement = message_errors(error_message(content_type, text) or "Bad request")
+    -- Envoy's own 4xx (the transcoder's, for bad JSON or parameter values) say what is wrong.
+    local plain = content_type:find("^text/plain") and text:match("^%s*(.-)%s*$") or ""
+    replacement = message_errors(plain ~= "" and plain or "Bad request")
   end
   body:setBytes(replacement)
   headers = handle:headers()

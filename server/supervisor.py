@@ -1,0 +1,290 @@
+"""`make run`: the database, the gRPC server and the Envoy gateway, supervised as one service.
+
+The embedded PostgreSQL server starts here when DATABASE_URL is unset; the gRPC server
+(`python -m server`) and Envoy run as child processes. Envoy's configuration is checked
+(`envoy --mode validate`) before anything starts. When one child exits, or on SIGINT/SIGTERM,
+Envoy stops first (no new requests), then the gRPC server (it drains), then the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from threading import Event
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server import embedded_db, logs
+from server.settings import Settings, SettingsError
+
+REPO = Path(__file__).resolve().parent.parent
+# A value followed by `# NAME` in envoy.yaml is replaced by the setting NAME when rendered.
+_PLACEHOLDER = re.compile(r"(?P<key>address|port_value): (?P<value>\S+) # (?P<name>[A-Z_]+)\b")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    gateway_host: str = "127.0.0.1"
+    # 0: any free port (the base URL printed at start-up says which).
+    gateway_port: int = 8080
+    envoy_admin_port: int = 9901
+    envoy_bin: Path = Path(sys.executable).parent / "envoy"
+    envoy_config: Path = REPO / "envoy.yaml"
+    envoy_log_level: str = "warning"
+    startup_timeout_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def port(name: str, default: int) -> int:
+            raw = env.get(name) or str(default)
+            if not raw.isdigit() or int(raw) > 65535:
+                raise SettingsError(f"{name} must be a port number (0 for any), got {raw!r}")
+            return int(raw)
+
+        level = (env.get("ENVOY_LOG_LEVEL") or defaults.envoy_log_level).lower()
+        if level not in ("trace", "debug", "info", "warning", "error", "critical", "off"):
+            raise SettingsError(f"ENVOY_LOG_LEVEL is not an Envoy log level: {level!r}")
+        return cls(
+            gateway_host=env.get("GATEWAY_HOST") or defaults.gateway_host,
+            gateway_port=port("GATEWAY_PORT", defaults.gateway_port),
+            envoy_admin_port=port("ENVOY_ADMIN_PORT", defaults.envoy_admin_port),
+            envoy_bin=Path(env.get("ENVOY_BIN") or defaults.envoy_bin),
+            envoy_config=Path(env.get("ENVOY_CONFIG") or defaults.envoy_config),
+            envoy_log_level=level,
+        )
+
+
+class StartupError(RuntimeError):
+    """The service could not start; the message says why."""
+
+
+def render_envoy_config(template: str, values: Mapping[str, str | int]) -> str:
+    """envoy.yaml with every `value # NAME` that `values` names replaced by values[NAME]."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in values:
+            return match[0]
+        return f"{match['key']}: {values[name]} # {name}"
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def validate_envoy_config(envoy_bin: Path, config: Path) -> None:
+    """Raise StartupError with Envoy's own explanation if it would not load `config`."""
+    try:
+        result = subprocess.run(  # noqa: S603 (our own binary and file)
+            [str(envoy_bin), "--mode", "validate", "-c", str(config), "-l", "error"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise StartupError(
+            f"no Envoy binary at {envoy_bin} (run `make setup`, or set ENVOY_BIN)"
+        ) from None
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip().splitlines()
+        detail = "\n  ".join(output[-8:]) or f"exit status {result.returncode}"
+        raise StartupError(f"the Envoy configuration {config} is not valid:\n  {detail}")
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies without stopping us (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _spawn(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    # Its own process group: a Ctrl-C reaches only the supervisor, which stops the children
+    # in order.
+    return subprocess.Popen(  # noqa: S603 (fixed commands)
+        args, cwd=REPO, env=dict(env), process_group=0, preexec_fn=_die_with_parent
+    )
+
+
+@dataclass
+class _Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+    def wait_ready(self, ready: Callable[[], bool], deadline: float, stopping: Event) -> None:
+        while not ready():
+            if self.process.poll() is not None:
+                raise StartupError(
+                    f"{self.name} exited with status {self.process.returncode} while starting"
+                )
+            if time.monotonic() > deadline:
+                raise StartupError(f"{self.name} did not become ready in time")
+            if stopping.wait(0.2):
+                raise StartupError("stopped while starting")
+
+    def stop(self, grace: float) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _grpc_serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _gateway_answers(host: str, port: int) -> bool:
+    """True once a REST call goes all the way through (an anonymous GET /session is a 401)."""
+    connection = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        connection.request("GET", "/session")
+        return connection.getresponse().status == 401
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def run(settings: Settings, gateway: GatewaySettings, stopping: Event) -> int:
+    """Start everything, print where it is, and supervise until `stopping` or a child exits."""
+    host = settings.grpc_host
+    if settings.grpc_port == 0:
+        settings = replace(settings, grpc_port=free_port(host))
+    if gateway.gateway_port == 0:
+        gateway = replace(gateway, gateway_port=free_port(gateway.gateway_host))
+    if gateway.envoy_admin_port == 0:
+        gateway = replace(gateway, envoy_admin_port=free_port("127.0.0.1"))
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    config = settings.data_dir / "envoy.yaml"
+    config.write_text(
+        render_envoy_config(
+            gateway.envoy_config.read_text(),
+            {
+                "GATEWAY_HOST": gateway.gateway_host,
+                "GATEWAY_PORT": gateway.gateway_port,
+                "ENVOY_ADMIN_PORT": gateway.envoy_admin_port,
+                "GRPC_HOST": host,
+                "GRPC_PORT": settings.grpc_port,
+            },
+        )
+    )
+    validate_envoy_config(gateway.envoy_bin, config)
+
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = embedded_db.EmbeddedPostgres(settings.data_dir)
+        url = embedded.url()
+    # Stopped in this order: Envoy first (no new requests), then the server (it drains).
+    children: list[_Child] = []
+    try:
+        deadline = time.monotonic() + gateway.startup_timeout_seconds
+        server_env = {**os.environ, "DATABASE_URL": url, "GRPC_PORT": str(settings.grpc_port)}
+        server = _Child("the gRPC server", _spawn([sys.executable, "-m", "server"], server_env))
+        children.append(server)
+        grpc_address = f"{host}:{settings.grpc_port}"
+        server.wait_ready(lambda: _grpc_serving(grpc_address), deadline, stopping)
+
+        envoy_args = [str(gateway.envoy_bin), "-c", str(config), "-l", gateway.envoy_log_level]
+        # No hot restart is used, and without it several gateways can share a host (tests).
+        envoy_args += ["--disable-hot-restart", "--drain-time-s", "2"]
+        envoy = _Child("Envoy", _spawn(envoy_args, os.environ))
+        children.insert(0, envoy)
+        envoy.wait_ready(
+            lambda: _gateway_answers(gateway.gateway_host, gateway.gateway_port),
+            deadline,
+            stopping,
+        )
+        _announce(settings, gateway)
+        while not stopping.wait(0.2):
+            for child in children:
+                if child.process.poll() is not None:
+                    code = child.process.returncode
+                    print(f"{child.name} exited with status {code}: stopping", flush=True)
+                    return 1
+        return 0
+    finally:
+        for child in children:
+            child.stop(settings.shutdown_grace_seconds + 5)
+        if embedded is not None:
+            embedded.stop()
+
+
+def _announce(settings: Settings, gateway: GatewaySettings) -> None:
+    base = f"http://{gateway.gateway_host}:{gateway.gateway_port}"
+    env = ""
+    if settings.database_url is None and settings.data_dir != Settings().data_dir:
+        env = f"DATA_DIR={settings.data_dir} "
+    elif settings.database_url is not None:
+        env = "DATABASE_URL=... "
+    print(
+        f"Meetings REST API: {base}  (native gRPC on the same port; "
+        f"server on {settings.grpc_host}:{settings.grpc_port})\n"
+        f"Envoy admin:       http://127.0.0.1:{gateway.envoy_admin_port}\n"
+        "Get a token:\n"
+        f"  {env}.venv/bin/meetings-admin create-user alice --password 'a long secret'\n"
+        f"  {env}.venv/bin/meetings-admin token alice\n"
+        f'Then:  curl -H "CB-Token: <token>" {base}/meetings\n'
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+        gateway = GatewaySettings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    stopping = Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return run(settings, gateway, stopping)
+    except StartupError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Requests as the JS and Dart SDKs send them, and every request form of gateway/compat.lua."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import Account
+from tests.gateway.conftest import Gateway, create_meeting
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def three(gateway: Gateway, accounts: dict[str, Account]) -> list[dict[str, Any]]:
+    """Three meetings of the host, starting at 1000, 2000 and 3000; the second is scheduled."""
+    token = accounts["host"].token
+    return [
+        create_meeting(gateway, token, start_date=1000, end_date=5000),
+        create_meeting(gateway, token, start_date=2000, end_date=5000, scheduled=True),
+        create_meeting(gateway, token, start_date=3000, end_date=6000),
+    ]
+
+
+def ids(reply_json: list[dict[str, Any]]) -> list[str]:
+    return [m["_id"] for m in reply_json]
+
+
+def test_js_sdk_style_requests(gateway: Gateway, accounts: dict[str, Account]) -> None:
+    """.json suffixes, sorted keys with percent-encoded brackets in a form body on GET."""
+    token = accounts["host"].token
+    created = gateway.call(
+        "POST", "/meetings.json", token=token,
+        json_body={"name": "JS", "start_date": 2000, "end_date": 3000, "attendees": []},
+    )  # fmt: skip
+    assert created.status == 200
+    meeting = created.json()
+    assert meeting["attendees"] == []
+    create_meeting(gateway, token, start_date=1000, end_date=3000)
+
+    listed = gateway.call(
+        "GET", "/meetings.json", token=token,
+        body="created_at%5Bgt%5D=2021-02-19T10%3A26%3A49.013Z&scheduled=false"
+        "&start_date%5Bgte%5D=2000",
+    )  # fmt: skip
+    assert (listed.status, ids(listed.json())) == (200, [meeting["_id"]])
+
+    one = gateway.call("GET", "/meetings.json", token=token, body=f"_id={meeting['_id']}")
+    assert one.json() == meeting  # a single object, not a list
+
+    updated = gateway.call(
+        "PUT", f"/meetings/{meeting['_id']}.json", token=token, json_body={"record": True}
+    )
+    assert updated.json() == meeting | {"record": True, "updated_at": updated.json()["updated_at"]}
+    deleted = gateway.call("DELETE", f"/meetings/{meeting['_id']}.json", token=token)
+    assert (deleted.status, deleted.json()) == (200, {})
+
+
+def test_dart_sdk_style_requests(
+    gateway: Gateway, accounts: dict[str, Account], three: list[dict[str, Any]]
+) -> None:
+    """Flat bracket keys in the query, booleans as strings, Content-Type: json on a GET."""
+    token = accounts["host"].token
+    listed = gateway.call(
+        "GET", "/meetings?start_date[gte]=2000&scheduled=true", token=token, headers=JSON
+    )
+    assert (listed.status, ids(listed.json())) == (200, [three[1]["_id"]])
+
+    paged = gateway.call(
+        "GET", "/meetings?limit=1&offset=1", token=token,
+        headers=JSON | {"CB-Api-Version": "2"},
+    )  # fmt: skip
+    assert paged.status == 200
+    page = paged.json()
+    assert {k: v for k, v in page.items() if k != "items"} == {
+        "limit": 1, "skip": 1, "total_entries": 3,
+    }  # fmt: skip
+    assert len(page["items"]) == 1 and page["items"][0]["_id"] in ids(three)
+    # With the paged header, _id is a filter of the page.
+    by_id = gateway.call(
+        "GET", f"/meetings?_id={three[0]['_id']}", token=token, headers={"CB-Api-Version": "2"}
+    )
+    assert by_id.json()["total_entries"] == 1 and ids(by_id.json()["items"]) == [three[0]["_id"]]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("start_date=2000", [1]),
+        ("start_date[eq]=2000", [1]),
+        ("start_date.gt=1000", [1, 2]),
+        ("start_date[gt]=1000&start_date[lt]=3000", [1]),
+        ("start_date[lte]=2000&end_date[ne]=6000", [0, 1]),
+        ("end_date[gte]=6000", [2]),
+        ("start_date[in]=1000,3000", [0, 2]),
+        ("start_date[in]=1000%2C3000", [0, 2]),
+        ("start_date[in][]=1000&start_date[in][]=3000", [0, 2]),
+        ("start_date%5Bin%5D%5B%5D=1000&start_date%5Bin%5D%5B%5D=3000", [0, 2]),
+        ("start_date[nin]=1000,3000", [1]),
+        ("start_date[nin][]=1000&start_date[nin][]=2000", [2]),
+        ("created_at[gt]=2021-02-19T10:26:49.013Z&scheduled=false", [0, 2]),
+        ("updated_at[lt]=2021-02-19T10:26:49.013Z", []),
+        ("created_at[lt]=2999-01-01T00:00:00Z&limit=2", [0, 1]),
+        ("limit=2&offset=2", [2]),
+    ],
+)
+def test_list_filters(
+    gateway: Gateway,
+    accounts: dict[str, Account],
+    three: list[dict[str, Any]],
+    params: str,
+    expected: list[int],
+) -> None:
+    reply = gateway.call("GET", f"/meetings?{params}", token=accounts["host"].token)
+    assert reply.status == 200
+    assert sorted(ids(reply.json())) == sorted(three[i]["_id"] for i in expected)
+
+
+def test_in_and_nin_on_timestamps_in_both_encodings(
+    gateway: Gateway, accounts: dict[str, Account], three: list[dict[str, Any]]
+) -> None:
+    token = accounts["host"].token
+    first, last = three[0]["created_at"], three[2]["created_at"]
+    for params in (
+        f"created_at[in]={first},{last}",
+        f"created_at[in][]={first}&created_at[in][]={last}",
+    ):
+        reply = gateway.call("GET", f"/meetings?{params}", token=token)
+        assert sorted(ids(reply.json())) == sorted([three[0]["_id"], three[2]["_id"]]), params
+    reply = gateway.call("GET", f"/meetings?created_at[nin]={first},{last}", token=token)
+    assert ids(reply.json()) == [three[1]["_id"]]
+
+
+def test_get_one_by_id_only(
+    gateway: Gateway, accounts: dict[str, Account], three: list[dict[str, Any]]
+) -> None:
+    token = accounts["host"].token
+    meeting = three[0]
+    one = gateway.call("GET", f"/meetings?_id={meeting['_id']}", token=token)
+    assert one.json() == meeting
+    direct = gateway.call("GET", f"/meetings/{meeting['_id']}", token=token)
+    assert direct.json() == meeting
+    # Together with another parameter, _id is a filter and the reply is a list.
+    listed = gateway.call("GET", f"/meetings?_id={meeting['_id']}&limit=5", token=token)
+    assert listed.json() == [meeting]
+    # An id with characters that are not allowed in a path segment is escaped, not routed.
+    odd = gateway.call("GET", "/meetings?_id=../session", token=token)
+    assert (odd.status, odd.json()) == (404, {"errors": ["The resource wasn't found"]})
+
+
+def test_partial_updates_send_only_the_keys_given(
+    gateway: Gateway, accounts: dict[str, Account]
+) -> None:
+    token = accounts["host"].token
+    meeting = create_meeting(
+        gateway, token, attendees=[{"id": 7}], notify_before={"metric": "days", "value": 2}
+    )
+    path = f"/meetings/{meeting['_id']}"
+
+    recording = gateway.call("PUT", path, token=token, json_body={"record": True}).json()
+    assert recording["record"] is True
+    assert recording["attendees"] == [{"id": 7}] and recording["name"] == meeting["name"]
+
+    stopped = gateway.call("PUT", path, token=token, json_body={"record": False}).json()
+    assert stopped["record"] is False
+
+    cleared = gateway.call("PUT", path, token=token, json_body={"attendees": []}).json()
+    assert cleared["attendees"] == [] and cleared["notify_before"] == meeting["notify_before"]
+
+    # camelCase keys (accepted by the transcoder) name the same fields; null clears an object.
+    renamed = gateway.call(
+        "PUT", path, token=token, json_body={"notifyBefore": None, "startDate": 1500}
+    ).json()
+    assert renamed["notify_before"] is None and renamed["start_date"] == 1500
+
+    # A client's own update_mask wins over the body's keys.
+    masked = gateway.call(
+        "PUT", f"{path}?update_mask=name", token=token, json_body={"name": "New", "record": True}
+    ).json()
+    assert masked["name"] == "New" and masked["record"] is False
+
+    # A fetched meeting echoed back whole (read-only keys included) changes nothing else.
+    echoed = gateway.call("PUT", path, token=token, json_body=masked | {"name": "Echo"}).json()
+    assert echoed == masked | {"name": "Echo", "updated_at": echoed["updated_at"]}
+
+    # An empty object is a valid update that changes nothing.
+    same = gateway.call("PUT", path, token=token, json_body={}).json()
+    assert same == echoed | {"updated_at": same["updated_at"]}
+
+
+def test_json_body_on_get_is_the_request(
+    gateway: Gateway, accounts: dict[str, Account], three: list[dict[str, Any]]
+) -> None:
+    reply = gateway.call(
+        "GET", "/meetings", token=accounts["host"].token,
+        json_body={"start_date": {"gte": 3000}},
+    )  # fmt: skip
+    assert ids(reply.json()) == [three[2]["_id"]]
+
+
+def test_session_routes(gateway: Gateway, db: Any) -> None:
+    from server import auth
+
+    auth.create_user("sam", "correct horse battery", "sam@example.com", "Sam")
+    created = gateway.call(
+        "POST", "/session.json",
+        json_body={"application_id": 1, "auth_key": "k", "nonce": 5, "timestamp": 9,
+                   "signature": "s", "user": {"login": "sam", "password": "correct horse battery"}},
+    )  # fmt: skip
+    assert created.status == 200
+    session = created.json()["session"]
+    assert set(session) == {"_id", "token", "user_id", "created_at", "updated_at"}
+    token = session["token"]
+
+    current = gateway.call("GET", "/session", token=token).json()["session"]
+    assert current["user_id"] == session["user_id"]
+    assert gateway.call("DELETE", "/session", token=token).json() == {}
+    after = gateway.call("GET", "/meetings", token=token)
+    assert (after.status, after.json()) == (
+        401,
+        {"errors": {"base": ["Required session does not exist"]}},
+    )
+
+    guest = gateway.call(
+        "POST", "/session", json_body={"user": {"guest": "1", "full_name": "Visitor"}}
+    )
+    assert guest.status == 200 and guest.json()["session"]["token"]
+
+    wrong = gateway.call(
+        "POST", "/session", json_body={"user": {"login": "sam", "password": "nope nope"}}
+    )
+    assert wrong.status == 401
+
+
+def test_cors_preflight_for_browser_apps(gateway: Gateway) -> None:
+    reply = gateway.call(
+        "OPTIONS", "/meetings.json",
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT",
+                 "Access-Control-Request-Headers": "cb-token, content-type"},
+    )  # fmt: skip
+    assert reply.status == 200
+    assert reply.header("access-control-allow-origin") == "https://app.example.com"
+    assert "PUT" in (reply.header("access-control-allow-methods") or "")
+    assert "cb-token" in (reply.header("access-control-allow-headers") or "")
+    listed = gateway.call("GET", "/meetings.json", headers={"Origin": "https://app.example.com"})
+    assert listed.status == 401
+    assert listed.header("access-control-allow-origin") == "https://app.example.com"
+    assert "cb-token-expirationdate" in (listed.header("access-control-expose-headers") or "")
