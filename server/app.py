@@ -14,9 +14,26 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from meetings.v1 import meetings_pb2, meetings_pb2_grpc, sessions_pb2, sessions_pb2_grpc
-from server import database, delivery, embedded_db, logs, mailer, migrations, servicers
+from meetings.v1 import (
+    meetings_pb2,
+    meetings_pb2_grpc,
+    recordings_pb2,
+    recordings_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
+)
+from server import (
+    database,
+    delivery,
+    embedded_db,
+    logs,
+    mailer,
+    migrations,
+    recording_servicers,
+    servicers,
+)
 from server.health import DatabaseWatch
+from server.recording_storage import FilesystemStorage
 from server.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -24,6 +41,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = [
     meetings_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name,
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+    recordings_pb2.DESCRIPTOR.services_by_name["RecordingService"].full_name,
+    recordings_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
 ]
 
 
@@ -48,6 +67,16 @@ class Service:
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             servicers.SessionService(settings), self.server
+        )
+        storage = FilesystemStorage(settings.recordings_path)
+        # Set on shutdown: long-lived streams (recording control watches) end.
+        self.stopping = threading.Event()
+        recordings_pb2_grpc.add_RecordingServiceServicer_to_server(
+            recording_servicers.RecordingService(settings, storage), self.server
+        )
+        recordings_pb2_grpc.add_MediaServiceServicer_to_server(
+            recording_servicers.MediaService(settings, storage, database_url, self.stopping),
+            self.server,
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -80,6 +109,7 @@ class Service:
     def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
         self.watch.stop()
+        self.stopping.set()
         if self.delivery is not None:
             self.delivery.stop()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace

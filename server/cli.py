@@ -3,6 +3,7 @@
     meetings-admin create-user LOGIN --password P [--email E] [--full-name N]
     meetings-admin token LOGIN          # prints a new session token for that user
     meetings-admin settings [--meeting-url-template T] [--sender S]   # show, or change and show
+    meetings-admin service-key admin|media   # a new admin API / media server key (shown once)
 
 It uses DATABASE_URL, or the embedded server in DATA_DIR (started if it is not running).
 """
@@ -13,7 +14,15 @@ import argparse
 import getpass
 import sys
 
-from server import auth, database, embedded_db, errors, meeting_settings, migrations
+from server import (
+    auth,
+    database,
+    embedded_db,
+    errors,
+    meeting_settings,
+    migrations,
+    service_keys,
+)
 from server.settings import Settings, SettingsError
 
 
@@ -32,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     configure.add_argument("--meeting-url-template", help="join link, %%s = the meeting _id")
     configure.add_argument("--sender", help="From of notification emails, 'Name <address>'")
+    key = commands.add_parser(
+        "service-key", help="make a new admin API or media server key (replaces the old one)"
+    )
+    key.add_argument("kind", choices=service_keys.KINDS)
     args = parser.parse_args(argv)
 
     try:
@@ -63,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 for name in meeting_settings.NAMES:
                     print(f"{name} = {getattr(current, name)}")
+            elif args.command == "service-key":
+                print(service_keys.issue(args.kind))
             else:
                 session = auth.issue_token(args.login, settings.token_ttl_seconds)
                 print(session.token)

@@ -35,6 +35,12 @@ class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Cancelled(DomainError):
+    """The client went away in the middle of the call (e.g. an interrupted upload)."""
+
+    code = grpc.StatusCode.CANCELLED
+
+
 class InvalidFields(DomainError):
     """One or more fields are invalid: a list of messages per field (REST: 422)."""
 

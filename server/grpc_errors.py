@@ -10,6 +10,7 @@ body that the REST gateway returns for it (`cb-http-status`, `cb-error-body`).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
@@ -38,8 +39,14 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
     }
 
 
+# Extra response headers a servicer method asks for (e.g. a download's file name).
+extra_headers: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar(
+    "extra_headers", default=()
+)
+
+
 def _response_headers(request_id: str, caller: auth.Caller | None) -> tuple[tuple[str, str], ...]:
-    headers = [("x-request-id", request_id)]
+    headers = [("x-request-id", request_id), *extra_headers.get()]
     if caller is not None:
         # The Flutter SDK reads this to renew its session in time.
         expires = caller.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -61,6 +68,8 @@ def http_error(exc: errors.DomainError) -> tuple[int, dict[str, Any]]:
         return 400, {"errors": [exc.message]}
     if isinstance(exc, errors.Unavailable):
         return 503, {"errors": [exc.message]}
+    if isinstance(exc, errors.Cancelled):
+        return 400, {"errors": [exc.message]}
     return 500, {"errors": ["Internal error"]}
 
 
@@ -134,6 +143,9 @@ def rpc(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a servicer method `(self, request, context, caller)`; see the module doc.
 
+    A `live` method is a plain function that checks what it must (in the connection) and then
+    returns an iterator, consumed outside it: errors it raises come before the first message.
+
     `credential`: "user" (cb-token; the default unless authenticated=False), "media"
     (cb-service-key), "admin" (cb-administration-api-key) or "none". `stream`: the method
     returns an iterable, materialized in the connection before the first message. `live`: a
@@ -145,6 +157,7 @@ def rpc(
     def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
         def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
             metadata, request_id = _begin(context)
+            extra_headers.set(())
             try:
                 with db.connection_context():
                     caller = _authenticate(kind, metadata)

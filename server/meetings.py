@@ -8,7 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server import auth, chat, clock, errors, ids, meeting_filters, meeting_input, notifications
+from server import (
+    auth,
+    chat,
+    clock,
+    errors,
+    ids,
+    meeting_filters,
+    meeting_input,
+    notifications,
+    recording_control,
+)
 from server.database import db
 from server.meeting_input import Attendee, MeetingPatch, NotifyBefore, Timezone
 from server.models import Meeting, MeetingAttendee, RecordingEvent
@@ -181,6 +191,15 @@ def _visible_row(caller: auth.Caller, meeting_id: str, *, for_update: bool = Fal
     raise errors.NotFound()
 
 
+def require_participant(caller: auth.Caller, meeting_id: str) -> None:
+    """NotFound unless the caller hosts or attends the meeting (public does not count)."""
+    if not ids.is_valid(meeting_id):
+        raise errors.NotFound()
+    row = Meeting.select(Meeting.host).where(Meeting.id == meeting_id).first()
+    if row is None or (row.host_id != caller.user_id and not _attends(caller, meeting_id)):
+        raise errors.NotFound()
+
+
 def _attends(caller: auth.Caller, meeting_id: str) -> bool:
     who = MeetingAttendee.user_id == caller.user_id
     email = normalize_email(caller.email)
@@ -273,6 +292,9 @@ def _occupants(host_id: int, attendees: Iterable[Attendee]) -> set[int]:
 
 
 def _record_event(meeting_id: str, action: str, at: datetime) -> None:
+    # Serialize event inserts until commit, so that ids commit in order and a media server
+    # resuming "after id N" never misses one (see recording_control).
+    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (recording_control.INSERT_LOCK,))
     RecordingEvent.create(meeting_id=meeting_id, action=action, created_at=at)
 
 

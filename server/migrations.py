@@ -158,6 +158,52 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        3,
+        "recordings, call end, service keys and secrets, ordered recording events",
+        """
+        ALTER TABLE meetings ADD COLUMN call_ended_at timestamptz;
+
+        CREATE TABLE recordings (
+            id varchar(24) PRIMARY KEY,
+            meeting_id varchar(24) NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+            participant_ids integer[] NOT NULL DEFAULT '{}',
+            duration double precision NOT NULL,
+            size_bytes bigint NOT NULL,
+            file_uid text NOT NULL UNIQUE,
+            sha256 text NOT NULL,
+            content_type text NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            -- The webhook delivery that reported it (NULL: not reported yet).
+            reported_by bigint
+        );
+        CREATE INDEX recordings_meeting_idx ON recordings (meeting_id, created_at, id);
+        CREATE INDEX recordings_unreported_idx ON recordings (meeting_id)
+            WHERE reported_by IS NULL;
+
+        -- Only hashes of the admin and media server keys.
+        CREATE TABLE service_keys (
+            name text PRIMARY KEY,
+            key_hash text NOT NULL,
+            created_at timestamptz NOT NULL
+        );
+        -- Server-side signing secrets shared by every replica (download links).
+        CREATE TABLE service_secrets (
+            name text PRIMARY KEY,
+            value text NOT NULL,
+            created_at timestamptz NOT NULL
+        );
+
+        CREATE FUNCTION notify_recording_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('recording_events', NEW.id::text);
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER recording_events_notify AFTER INSERT ON recording_events
+            FOR EACH ROW EXECUTE FUNCTION notify_recording_event();
+        """,
+    ),
 ]
 
 

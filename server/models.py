@@ -71,6 +71,8 @@ class Meeting(BaseModel):
     created_at = DateTimeTZField()
     updated_at = DateTimeTZField()
     version = pw.IntegerField(default=1)
+    # When the media server said the call ended (None: not said).
+    call_ended_at = DateTimeTZField(null=True)
 
     host_id: Any
 

@@ -36,6 +36,12 @@ class Settings:
     delivery_lease_seconds: float = 60.0
     # Names this process in outbox leases; None: <hostname>:<pid>.
     worker_id: str | None = None
+    # Recording files; None: <data_dir>/recordings.
+    recordings_dir: Path | None = None
+    # Where clients reach the REST gateway: download links are built on it.
+    public_base_url: str = "http://127.0.0.1:8080"
+    download_link_ttl_seconds: int = 3600
+    max_recording_bytes: int = 4 * 1024**3
 
     @property
     def db_pool_size(self) -> int:
@@ -94,6 +100,9 @@ class Settings:
         level = env.get("LOG_LEVEL", defaults.log_level).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        public_base_url = (env.get("PUBLIC_BASE_URL") or defaults.public_base_url).rstrip("/")
+        if urlsplit(public_base_url).scheme not in ("http", "https"):
+            raise SettingsError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public_base_url!r}")
         return cls(
             grpc_host=env.get("GRPC_HOST") or defaults.grpc_host,
             grpc_port=integer("GRPC_PORT", defaults.grpc_port, 0, 65535),
@@ -120,7 +129,19 @@ class Settings:
                 "DELIVERY_LEASE_SECONDS", defaults.delivery_lease_seconds, 1, 3600
             ),
             worker_id=env.get("WORKER_ID") or None,
+            recordings_dir=Path(env["RECORDINGS_DIR"]) if env.get("RECORDINGS_DIR") else None,
+            public_base_url=public_base_url,
+            download_link_ttl_seconds=integer(
+                "DOWNLOAD_LINK_TTL_SECONDS", defaults.download_link_ttl_seconds, 1, 7 * 86400
+            ),
+            max_recording_bytes=integer(
+                "MAX_RECORDING_BYTES", defaults.max_recording_bytes, 1, 1 << 40
+            ),
         )
+
+    @property
+    def recordings_path(self) -> Path:
+        return self.recordings_dir or self.data_dir / "recordings"
 
     @property
     def mail_sink(self) -> Path:

@@ -134,8 +134,15 @@ def accounts(db: Any) -> dict[str, Account]:
 
 
 @pytest.fixture(scope="session")
-def grpc_server(postgres: PgDatabase, pool: Any) -> Iterator[app.Service]:
-    settings = Settings(grpc_port=0, database_url=postgres.url, health_interval_seconds=0.2)
+def grpc_server(
+    postgres: PgDatabase, pool: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[app.Service]:
+    settings = Settings(
+        grpc_port=0,
+        database_url=postgres.url,
+        health_interval_seconds=0.2,
+        data_dir=tmp_path_factory.mktemp("data"),
+    )
     service = app.Service(settings, postgres.url, pool)
     service.start()
     yield service

@@ -1,0 +1,233 @@
+"""Recordings: ingest from the media server, list for participants, signed downloads, removal."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee as pw
+from playhouse.postgres_ext import ArrayField, DateTimeTZField
+
+from server import auth, clock, download_links, errors, ids, meetings, service_keys
+from server.database import db
+from server.models import BaseModel, Meeting
+from server.recording_storage import Storage
+
+MAX_PARTICIPANTS = 1000
+# type/subtype, as a browser will need it to play the file.
+_CONTENT_TYPE = re.compile(r"^(audio|video)/[a-z0-9][a-z0-9.+-]{0,60}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Recording(BaseModel):
+    id = pw.CharField(max_length=24, primary_key=True)
+    meeting = pw.ForeignKeyField(Meeting, column_name="meeting_id", on_delete="CASCADE")
+    participant_ids = ArrayField(pw.IntegerField, default=list)
+    duration = pw.DoubleField()
+    size_bytes = pw.BigIntegerField()
+    file_uid = pw.TextField(unique=True)
+    sha256 = pw.TextField()
+    content_type = pw.TextField()
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+    # The webhook delivery (outbox row) that reported this recording; None: not reported yet.
+    reported_by = pw.BigIntegerField(null=True)
+
+    meeting_id: Any
+
+    class Meta:
+        table_name = "recordings"
+
+
+@dataclass(frozen=True)
+class RecordingView:
+    id: str
+    meeting_id: str
+    participant_ids: tuple[int, ...]
+    duration: float
+    size_bytes: int
+    file_uid: str
+    content_type: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def size_mb(self) -> float:
+        return round(self.size_bytes / (1024 * 1024), 2)
+
+
+@dataclass(frozen=True)
+class UploadMetadata:
+    meeting_id: str
+    participant_ids: tuple[int, ...]
+    duration: float
+    content_type: str
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Download:
+    storage_key: str
+    size: int
+    content_type: str
+    file_name: str
+
+
+def _view(row: Any) -> RecordingView:
+    return RecordingView(
+        id=row.id,
+        meeting_id=row.meeting_id,
+        participant_ids=tuple(row.participant_ids or ()),
+        duration=float(row.duration),
+        size_bytes=int(row.size_bytes),
+        file_uid=row.file_uid,
+        content_type=row.content_type,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def validate(metadata: UploadMetadata) -> None:
+    problems = errors.FieldErrors()
+    if not ids.is_valid(metadata.meeting_id):
+        problems.add("meeting_id", "must be a meeting _id (24 hex characters)")
+    if not math.isfinite(metadata.duration) or metadata.duration < 0:
+        problems.add("duration", "must be a number of seconds, not negative")
+    if len(metadata.participant_ids) > MAX_PARTICIPANTS:
+        problems.add("participants_ids", f"must list at most {MAX_PARTICIPANTS} users")
+    if any(pid <= 0 for pid in metadata.participant_ids):
+        problems.add("participants_ids", "must be positive user ids")
+    if metadata.content_type and not _CONTENT_TYPE.match(metadata.content_type):
+        problems.add("content_type", "must be an audio/... or video/... media type")
+    if metadata.sha256 and not _SHA256.match(metadata.sha256):
+        problems.add("sha256", "must be 64 lowercase hex characters")
+    problems.raise_if_any()
+
+
+def ingest(
+    storage: Storage, metadata: UploadMetadata, chunks: Iterable[bytes], max_bytes: int
+) -> RecordingView:
+    """Store a finished recording. Until the last chunk is written, committed and recorded,
+    nothing is visible; on any failure the partial file is removed."""
+    validate(metadata)
+    if not Meeting.select().where(Meeting.id == metadata.meeting_id).exists():
+        raise errors.NotFound()
+    file_uid = f"{uuid.uuid4()}_{metadata.meeting_id}"
+    upload = storage.begin(file_uid)
+    size = 0
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise errors.InvalidFields({"chunk": [f"the file exceeds {max_bytes} bytes"]})
+            upload.write(chunk)
+        if size == 0:
+            raise errors.InvalidFields({"chunk": ["the recording is empty"]})
+        stored = upload.commit()
+    except BaseException:
+        upload.abort()
+        raise
+    try:
+        if metadata.sha256 and stored.sha256 != metadata.sha256:
+            raise errors.InvalidFields({"sha256": ["does not match the bytes received"]})
+        now = clock.now()
+        with db.atomic():
+            row = Recording.create(
+                id=ids.new_id(),
+                meeting=metadata.meeting_id,
+                participant_ids=list(metadata.participant_ids),
+                duration=metadata.duration,
+                size_bytes=stored.size,
+                file_uid=file_uid,
+                sha256=stored.sha256,
+                content_type=metadata.content_type or "video/mp4",
+                created_at=now,
+                updated_at=now,
+            )
+    except BaseException:
+        storage.delete(file_uid)
+        raise
+    return _view(row)
+
+
+def _of_meeting(meeting_id: str) -> list[RecordingView]:
+    rows = (
+        Recording.select()
+        .where(Recording.meeting == meeting_id)
+        .order_by(Recording.created_at, Recording.id)
+    )
+    return [_view(row) for row in rows]
+
+
+def list_for(caller: auth.Caller, meeting_id: str) -> list[RecordingView]:
+    """A meeting's recordings, for its host and attendees (NotFound for anyone else)."""
+    meetings.require_participant(caller, meeting_id)
+    return _of_meeting(meeting_id)
+
+
+def list_any(meeting_id: str) -> list[RecordingView]:
+    """A meeting's recordings, for operators (admin API)."""
+    if (
+        not ids.is_valid(meeting_id)
+        or not Meeting.select().where(Meeting.id == meeting_id).exists()
+    ):
+        raise errors.NotFound()
+    return _of_meeting(meeting_id)
+
+
+def delete_all(storage: Storage, meeting_id: str) -> int:
+    """Remove a meeting's recordings, rows and files; returns how many there were."""
+    found = list_any(meeting_id)
+    with db.atomic():
+        Recording.delete().where(Recording.meeting == meeting_id).execute()
+    for recording in found:
+        storage.delete(recording.file_uid)
+    return len(found)
+
+
+def end_call(meeting_id: str) -> None:
+    """The media server says the meeting's call is over."""
+    if not ids.is_valid(meeting_id):
+        raise errors.NotFound()
+    updated = (
+        Meeting.update(call_ended_at=pw.fn.coalesce(Meeting.call_ended_at, clock.now()))
+        .where(Meeting.id == meeting_id)
+        .execute()
+    )
+    if not updated:
+        raise errors.NotFound()
+
+
+def download_url(base_url: str, recording_id: str, ttl_seconds: int) -> str:
+    secret = service_keys.secret(service_keys.DOWNLOAD_SIGNING)
+    return download_links.make_url(base_url, secret, recording_id, ttl_seconds)
+
+
+def open_download(recording_id: str, expires: int, signature: str) -> Download:
+    """What a signed link points at; PermissionDenied if expired, tampered or foreign."""
+    secret = service_keys.secret(service_keys.DOWNLOAD_SIGNING)
+    if not ids.is_valid(recording_id) or not download_links.is_valid(
+        secret, recording_id, expires, signature
+    ):
+        raise errors.PermissionDenied("The download link is invalid or has expired")
+    row = Recording.get_or_none(Recording.id == recording_id)
+    if row is None:
+        raise errors.NotFound()
+    extension = {
+        "video/mp4": "mp4",
+        "video/webm": "webm",
+        "audio/ogg": "ogg",
+        "audio/mpeg": "mp3",
+    }.get(row.content_type, "bin")
+    return Download(
+        row.file_uid, int(row.size_bytes), row.content_type, f"{row.file_uid}.{extension}"
+    )
+
+
+def read(storage: Storage, download: Download) -> Iterator[bytes]:
+    return storage.read(download.storage_key)
