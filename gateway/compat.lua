@@ -16,7 +16,8 @@
 --     server/grpc_errors.py): they become the status and the body;
 --   * Envoy's own errors (bad JSON, bad parameter values, body too large, upstream down) and
 --     any other error become `{"errors": ["..."]}`; a 5xx never shows internal text;
---   * grpc-* headers never reach a REST client.
+--   * grpc-* headers never reach a REST client (nor trailers, over HTTP/2);
+--   * a recording download's `cb-content-length` becomes its Content-Length.
 -- A Lua runtime error would let a request through unmodified, so this file is kept small and
 -- every branch is exercised by tests/gateway (which also check that the lua.errors stat stays 0).
 
@@ -294,11 +295,15 @@ end
 
 -- Responses ---------------------------------------------------------------------------------
 
--- Drops grpc-* and the server's error headers (headers cannot change while being iterated).
+local INTERNAL_HEADERS = {
+  ["cb-http-status"] = true, ["cb-error-body"] = true, ["cb-content-length"] = true,
+}
+
+-- Drops grpc-* and the server's internal headers (headers cannot change while iterated).
 local function remove_internal(headers)
   local drop = {}
   for name, _ in pairs(headers) do
-    if name:find("^grpc%-") or name == "cb-http-status" or name == "cb-error-body" then
+    if name:find("^grpc%-") or INTERNAL_HEADERS[name] then
       drop[#drop + 1] = name
     end
   end
@@ -316,11 +321,16 @@ function envoy_on_response(handle)
   local status = tonumber(headers:get(":status")) or 500
   local http_status = tonumber(headers:get("cb-http-status") or "")
   local error_body = headers:get("cb-error-body")
+  local streamed = headers:get("content-length") == nil
+  local file_size = headers:get("cb-content-length")
   remove_internal(headers)
   if status < 400 and not http_status then
-    if not headers:get("content-length") then
-      -- A streamed list: over HTTP/2 its trailers would carry grpc-status. Chunks pass
-      -- through unbuffered.
+    if file_size then -- a recording download: its size is known before it streams
+      headers:replace("content-length", file_size)
+    end
+    if streamed then
+      -- A streamed reply (a list, a file): over HTTP/2 its trailers would carry grpc-status.
+      -- The chunks pass through unbuffered.
       for _ in handle:bodyChunks() do
       end
       local trailers = handle:trailers()
@@ -336,6 +346,8 @@ function envoy_on_response(handle)
   local replacement
   if http_status and error_body then
     status, replacement = http_status, error_body
+  elseif text:find('^{"errors":') then
+    return -- already in the API's shape: a rejection by envoy_on_request
   elseif status >= 500 then
     replacement = message_errors(GENERIC_5XX[status] or "Internal error")
   elseif status == 413 then

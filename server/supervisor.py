@@ -213,7 +213,13 @@ def run(settings: Settings, gateway: GatewaySettings, stopping: Event) -> int:
     children: list[_Child] = []
     try:
         deadline = time.monotonic() + gateway.startup_timeout_seconds
-        server_env = {**os.environ, "DATABASE_URL": url, "GRPC_PORT": str(settings.grpc_port)}
+        server_env = {
+            # Download links point at the gateway unless PUBLIC_BASE_URL says otherwise.
+            "PUBLIC_BASE_URL": f"http://{gateway.gateway_host}:{gateway.gateway_port}",
+            **os.environ,
+            "DATABASE_URL": url,
+            "GRPC_PORT": str(settings.grpc_port),
+        }
         server = _Child("the gRPC server", _spawn([sys.executable, "-m", "server"], server_env))
         children.append(server)
         grpc_address = f"{host}:{settings.grpc_port}"

@@ -1,0 +1,229 @@
+"""Bad requests get the documented status and JSON body and change nothing; no internals leak."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import auth, clock
+from server.models import Session
+from tests.conftest import Account
+from tests.gateway.conftest import (
+    Gateway,
+    create_meeting,
+    db_snapshot,
+    raw_request,
+    start_envoy,
+    stop_envoy,
+)
+
+NOT_FOUND = {"errors": ["The resource wasn't found"]}
+NO_SESSION = {"errors": {"base": ["Required session does not exist"]}}
+TOO_LARGE = {"errors": ["The request body is too large"]}
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Bad:
+    method: str
+    path: str  # {id}: the host's meeting
+    status: int
+    body: Any  # the whole JSON body, or a substring of the one message in {"errors": [...]}
+    user: str | None = "host"  # whose token; None: no token
+    json_body: Any = None
+    raw: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+VALID = {"name": "n", "start_date": 1000, "end_date": 2000}
+CASES = {
+    # Malformed JSON and wrong types: 400 with the transcoder's explanation.
+    "bad JSON on create": Bad("POST", "/meetings", 400, "Expected , or }",
+                              raw='{"name": "x" "y"}', headers=JSON),
+    "bad JSON on update": Bad("PUT", "/meetings/{id}", 400, "Unexpected token",
+                              raw="name=x", headers=JSON),
+    "truncated JSON": Bad("PUT", "/meetings/{id}", 400, "", raw='{"name": "x', headers=JSON),
+    "a string for a number": Bad("POST", "/meetings", 400, "start_date",
+                                 json_body=VALID | {"start_date": "tomorrow"}),
+    "a number for a string": Bad("PUT", "/meetings/{id}", 400, "name", json_body={"name": 5}),
+    "a list for a string": Bad("PUT", "/meetings/{id}", 400, "not repeating",
+                               json_body={"name": ["x"]}),
+    "a word for a number in the query": Bad("GET", "/meetings?start_date[gte]=soon", 400,
+                                            "start_date"),
+    "a negative limit": Bad("GET", "/meetings?limit=-1", 400, "limit"),
+    "a bad timestamp": Bad("GET", "/meetings?created_at[gt]=yesterday", 400, "created_at"),
+    # Unknown operators, fields and parameters: 422 naming them.
+    "unknown operator": Bad("GET", "/meetings?start_date[between]=1,2", 422, {"errors": {
+        "start_date[between]": ["unsupported operator: use eq, gt, gte, lt, lte, ne, in or nin"]}}),
+    "operator on a plain field": Bad("GET", "/meetings?scheduled[ne]=true", 422, {"errors": {
+        "scheduled[ne]": ["takes no operator: use scheduled=value"]}}),
+    "list suffix on a single-value operator": Bad("GET", "/meetings?end_date[gt][]=1", 422,
+        {"errors": {"end_date[gt][]": [
+            "unsupported operator: use eq, gt, gte, lt, lte, ne, in or nin"]}}),
+    "unknown filter field": Bad("GET", "/meetings?name[gte]=a", 422,
+                                {"errors": {"name[gte]": ["is not a supported parameter"]}}),
+    "unknown parameter": Bad("GET", "/meetings?color=red&limit=1", 422,
+                             {"errors": {"color": ["is not a supported parameter"]}}),
+    "unknown parameter in a form body": Bad("GET", "/meetings.json", 422,
+        {"errors": {"sort": ["is not a supported parameter"]}}, raw="sort=name&limit=1"),
+    "malformed parameter name": Bad("GET", "/meetings?start_date[gte=1", 422,
+        {"errors": {"start_date[gte": ["is not a well-formed parameter name"]}}),
+    "parameter on get-one": Bad("GET", "/meetings/{id}?limit=1", 422,
+                                {"errors": {"limit": ["is not a supported parameter"]}}),
+    "parameter on update": Bad("PUT", "/meetings/{id}?force=1", 422,
+        {"errors": {"force": ["is not a supported parameter"]}}, json_body={"name": "x"}),
+    "parameter on delete": Bad("DELETE", "/meetings/{id}?force=1", 422,
+                               {"errors": {"force": ["is not a supported parameter"]}}),
+    "parameter on create": Bad("POST", "/meetings?x=1", 422,
+        {"errors": {"x": ["is not a supported parameter"]}}, json_body=VALID),
+    "parameter on session": Bad("GET", "/session?x=1", 422,
+                                {"errors": {"x": ["is not a supported parameter"]}}),
+    "unknown field on create": Bad("POST", "/meetings", 422,
+        {"errors": {"strat_date": ["is not a meeting field"]}},
+        json_body=VALID | {"strat_date": 5}),
+    "unknown fields on update": Bad("PUT", "/meetings/{id}", 422,
+        {"errors": {"colour": ["is not a meeting field"], "size": ["is not a meeting field"]}},
+        raw='{"colour": "red", "record": true, "size": {"a": [1, "}"]}}', headers=JSON),
+    # The server's validation: 422, one entry per bad field.
+    "blank name and missing dates": Bad("POST", "/meetings", 422, {"errors": {
+        "start_date": ["is required"], "end_date": ["is required"],
+        "name": ["must not be blank"]}}, json_body={"name": " "}),
+    "milliseconds": Bad("PUT", "/meetings/{id}", 422, {"errors": {"start_date": [
+        "is beyond year 9999: send unix time in seconds, not milliseconds"]}},
+        json_body={"start_date": 1613729948000}),
+    "body and path _id differ": Bad("PUT", "/meetings/{id}", 422,
+        {"errors": {"_id": ["does not match the meeting being updated"]}},
+        json_body={"_id": "0123456789abcdef01234567", "name": "x"}),
+    # Too large.
+    "huge create": Bad("POST", "/meetings", 413, TOO_LARGE,
+                       json_body=VALID | {"name": "x" * 300_000}),
+    "huge update": Bad("PUT", "/meetings/{id}", 413, TOO_LARGE,
+                       json_body={"name": "x" * 300_000}),
+    "huge form body on GET": Bad("GET", "/meetings", 413, TOO_LARGE,
+                                 raw="limit=1&pad=" + "x" * 2_000_000),
+    # Who may do what.
+    "missing token": Bad("GET", "/meetings", 401, NO_SESSION, user=None),
+    "unknown token": Bad("POST", "/meetings", 401, NO_SESSION, user="nobody", json_body=VALID),
+    "expired token": Bad("PUT", "/meetings/{id}", 401, NO_SESSION, user="expired",
+                         json_body={"name": "x"}),
+    "a stranger reads": Bad("GET", "/meetings?_id={id}", 404, NOT_FOUND, user="stranger"),
+    "a stranger updates": Bad("PUT", "/meetings/{id}", 404, NOT_FOUND, user="stranger",
+                              json_body={"record": True}),
+    "a stranger deletes": Bad("DELETE", "/meetings/{id}.json", 404, NOT_FOUND, user="stranger"),
+    "an attendee updates": Bad("PUT", "/meetings/{id}", 403, None, user="attendee",
+                               json_body={"record": True}),
+    "an attendee deletes": Bad("DELETE", "/meetings/{id}", 403, None, user="attendee"),
+    "a meeting that does not exist": Bad("GET", "/meetings/0123456789abcdef01234567", 404,
+                                         NOT_FOUND),
+    # Routes that do not exist.
+    "unknown path": Bad("GET", "/meetingz", 404, NOT_FOUND),
+    "unknown method": Bad("PATCH", "/meetings/{id}", 404, NOT_FOUND, json_body={"name": "x"}),
+}  # fmt: skip
+
+
+def _token(user: str | None, accounts: dict[str, Account]) -> str | None:
+    if user is None:
+        return None
+    if user == "nobody":
+        return "not-a-token"
+    if user == "expired":
+        session = auth.issue_token("host", 60)
+        Session.update(expires_at=clock.now() - timedelta(seconds=1)).where(
+            Session.token_hash == auth.token_hash(session.token)
+        ).execute()
+        return session.token
+    return accounts[user].token
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_bad_request(
+    gateway: Gateway, accounts: dict[str, Account], db: Any, case: Bad
+) -> None:
+    host = accounts["host"]
+    meeting = create_meeting(gateway, host.token, attendees=[{"id": accounts["attendee"].user_id}])
+    token = _token(case.user, accounts)
+    before = db_snapshot(db)
+
+    reply = gateway.call(
+        case.method,
+        case.path.format(id=meeting["_id"]),
+        token=token,
+        json_body=case.json_body,
+        body=case.raw,
+        headers=case.headers,
+    )
+
+    assert reply.status == case.status, reply
+    body = reply.json()
+    if case.body is None:
+        assert list(body["errors"]) == ["base"] and len(body["errors"]["base"]) == 1
+    elif isinstance(case.body, str):
+        assert set(body) == {"errors"} and len(body["errors"]) == 1, body
+        assert case.body in body["errors"][0]
+    else:
+        assert body == case.body
+    assert db_snapshot(db) == before
+    after = gateway.call("GET", f"/meetings/{meeting['_id']}", token=host.token).json()
+    assert after == meeting
+
+
+def test_many_field_errors_fit_in_the_reply(
+    gateway: Gateway, accounts: dict[str, Account]
+) -> None:
+    """The error body travels in a trailer: a 422 with 500 attendee problems still arrives."""
+    attendees = [{"email": f"not-an-address-{i}"} for i in range(500)]
+    reply = gateway.call(
+        "POST",
+        "/meetings",
+        token=accounts["host"].token,
+        json_body={"name": "Big", "start_date": 1, "end_date": 2, "attendees": attendees},
+    )
+    assert reply.status == 422
+    problems = reply.json()["errors"]["attendees"]
+    assert len(problems) == 500 and problems[0] == "attendee 1: email is not a valid address"
+
+
+def test_http2_replies_have_no_grpc_headers_or_trailers(
+    gateway: Gateway, accounts: dict[str, Account]
+) -> None:
+    token = accounts["host"].token
+    meeting = create_meeting(gateway, token)
+    for path, token_header in (
+        ("/meetings", token),  # streamed: the transcoder ends it with trailers
+        (f"/meetings/{meeting['_id']}", token),
+        ("/meetings", "bad"),
+    ):
+        out = subprocess.run(
+            ["curl", "-sS", "-i", "--http2-prior-knowledge", "-H", f"CB-Token: {token_header}",
+             f"{gateway.base}{path}"],
+            capture_output=True, text=True, timeout=15, check=True,
+        ).stdout  # fmt: skip
+        assert out.startswith("HTTP/2 "), out
+        assert "grpc-" not in out.lower() and "cb-error-body" not in out.lower(), out
+
+
+def test_upstream_down_is_a_json_503(tmp_path: Path) -> None:
+    """A gateway whose server is not running: a JSON 503 without Envoy's connection details."""
+    closed_port = raw_port = 1  # nothing listens on port 1
+    assert raw_port == closed_port
+    process, gateway = start_envoy(tmp_path, closed_port)
+    try:
+        reply = gateway.call("GET", "/meetings", token="any")
+        assert (reply.status, reply.json()) == (
+            503,
+            {"errors": ["The service is temporarily unavailable, try again"]},
+        )
+        assert gateway.stat("http.gateway.lua.errors") == 0
+        # Native gRPC callers get a gRPC status, untouched by the Lua filter.
+        native = raw_request(
+            gateway.host, gateway.port, "POST", "/meetings.v1.MeetingService/GetMeeting", b"",
+            {"content-type": "application/grpc", "te": "trailers"},
+        )  # fmt: skip
+        assert native.header("grpc-status") == "14"  # UNAVAILABLE
+    finally:
+        stop_envoy(process)
