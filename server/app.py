@@ -15,6 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from meetings.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     meetings_pb2,
     meetings_pb2_grpc,
     recordings_pb2,
@@ -23,6 +25,7 @@ from meetings.v1 import (
     sessions_pb2_grpc,
 )
 from server import (
+    admin_servicers,
     database,
     delivery,
     embedded_db,
@@ -43,6 +46,7 @@ SERVICE_NAMES = [
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     recordings_pb2.DESCRIPTOR.services_by_name["RecordingService"].full_name,
     recordings_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 ]
 
 
@@ -77,6 +81,9 @@ class Service:
         recordings_pb2_grpc.add_MediaServiceServicer_to_server(
             recording_servicers.MediaService(settings, storage, database_url, self.stopping),
             self.server,
+        )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            admin_servicers.AdminService(settings, storage), self.server
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

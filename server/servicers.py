@@ -19,6 +19,8 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
     def CreateMeeting(
         self, request: meetings_pb2.CreateMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.Meeting:
+        if request.meeting.HasField("user_id"):
+            raise errors.InvalidFields({"user_id": ["can only be set through the admin API"]})
         patch = convert.patch_from_input(request.meeting, None)
         return convert.meeting_to_pb(meetings.create(caller, patch))
 

@@ -1,0 +1,116 @@
+"""The admin API (operators, with the admin key): meetings for any user, recordings, settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+
+from meetings.v1 import admin_pb2 as pb
+from meetings.v1 import admin_pb2_grpc, meetings_pb2, recordings_pb2
+from server import (
+    auth,
+    clock,
+    convert,
+    errors,
+    grpc_errors,
+    meeting_settings,
+    meetings,
+    recordings,
+    webhooks,
+)
+from server.database import db
+from server.grpc_errors import rpc
+from server.recording_servicers import RecordingLinks
+from server.recording_storage import Storage
+from server.settings import Settings
+
+Context = grpc.ServicerContext
+
+
+class AdminService(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self._links = RecordingLinks(settings)
+        self._storage = storage
+
+    @rpc(credential=grpc_errors.ADMIN)
+    def CreateMeeting(
+        self, request: pb.AdminCreateMeetingRequest, context: Context, caller: None
+    ) -> meetings_pb2.Meeting:
+        if not request.meeting.HasField("user_id"):
+            raise errors.InvalidFields({"user_id": ["is required: the user who hosts it"]})
+        host = auth.caller_for_user(request.meeting.user_id)
+        patch = convert.patch_from_input(request.meeting, None)
+        return convert.meeting_to_pb(meetings.create(host, patch))
+
+    @rpc(credential=grpc_errors.ADMIN, stream=True)
+    def ListMeetingRecordings(
+        self, request: pb.AdminMeetingRecordingsRequest, context: Context, caller: None
+    ) -> Iterable[recordings_pb2.Recording]:
+        return [self._links.to_pb(v) for v in recordings.list_any(request.meeting_id)]
+
+    @rpc(credential=grpc_errors.ADMIN)
+    def DeleteMeetingRecordings(
+        self, request: pb.AdminMeetingRecordingsRequest, context: Context, caller: None
+    ) -> pb.DeleteMeetingRecordingsResponse:
+        recordings.delete_all(self._storage, request.meeting_id)
+        return pb.DeleteMeetingRecordingsResponse()
+
+    @rpc(credential=grpc_errors.ADMIN)
+    def GetMeetingsSettings(
+        self, request: pb.GetMeetingsSettingsRequest, context: Context, caller: None
+    ) -> pb.MeetingsSettings:
+        return _settings_to_pb()
+
+    @rpc(credential=grpc_errors.ADMIN)
+    def UpdateMeetingsSettings(
+        self, request: pb.UpdateMeetingsSettingsRequest, context: Context, caller: None
+    ) -> pb.MeetingsSettings:
+        changes = {
+            name: getattr(request, name)
+            for name in meeting_settings.NAMES
+            if request.HasField(name)  # type: ignore[arg-type]
+        }
+        url = request.webhook_url if request.HasField("webhook_url") else None
+        enabled = request.webhook_enabled if request.HasField("webhook_enabled") else None
+        problems: dict[str, list[str]] = {}
+        # All or nothing: any bad field rolls every change back, and all are reported.
+        with db.atomic() as transaction:
+            try:
+                if changes:
+                    meeting_settings.update(changes)
+            except errors.InvalidFields as exc:
+                problems.update(exc.fields)
+            try:
+                webhooks.update(url=url, enabled=enabled)
+            except errors.InvalidFields as exc:
+                problems.update(exc.fields)
+            if problems:
+                transaction.rollback()
+        if problems:
+            raise errors.InvalidFields(problems)
+        return _settings_to_pb()
+
+    @rpc(credential=grpc_errors.ADMIN)
+    def RotateWebhookSecret(
+        self, request: pb.RotateWebhookSecretRequest, context: Context, caller: None
+    ) -> pb.WebhookSecret:
+        keep = (
+            request.previous_valid_seconds
+            if request.HasField("previous_valid_seconds")
+            else webhooks.PREVIOUS_SECRET_SECONDS
+        )
+        return pb.WebhookSecret(secret=webhooks.rotate_secret(keep))
+
+
+def _settings_to_pb() -> pb.MeetingsSettings:
+    general = meeting_settings.load()
+    hook = webhooks.load()
+    return pb.MeetingsSettings(
+        meeting_url_template=general.meeting_url_template,
+        sender=general.sender,
+        webhook_url=hook.url,
+        webhook_enabled=hook.enabled,
+        webhook_disabled_reason=hook.disabled_reason,
+        webhook_secrets=len(hook.active_secrets(clock.now())),
+    )
