@@ -5,12 +5,14 @@
 --   * a form-urlencoded body on a GET (the JS SDK, the reference's curl) joins the query string;
 --   * list filters: `f[op]=v` (brackets possibly %5B/%5D) -> `f.op=v`, plain `f=v` -> `f.eq=v`,
 --     `f[in]=a,b` and `f[in][]=a&f[in][]=b` -> repeated `f.in=`; unknown parameters and
---     operators are a 422 naming the parameter, never ignored;
+--     operators are a 422 naming the parameter, never ignored (so are parameters on the other
+--     meeting, session and admin routes, which take none);
 --   * `GET /meetings?_id=X` (only _id) -> `/meetings/X` (one object); `CB-Api-Version: 2` on
 --     GET /meetings -> `/v2/meetings` (the paged shape);
---   * JSON bodies of create and update: unknown top-level keys are a 422 (the transcoder would
---     drop them silently), and an update gets `update_mask=` from its top-level keys, so that
---     only the keys sent change (`{"record": true}`) and `{"attendees": []}` clears the list.
+--   * JSON bodies of create (also admin create) and update: unknown top-level keys are a 422
+--     (the transcoder would drop them silently), and an update gets `update_mask=` from its
+--     top-level keys, so that only the keys sent change (`{"record": true}`) and
+--     `{"attendees": []}` clears the list.
 -- Responses (REST only):
 --   * an error from the server carries `cb-http-status` and `cb-error-body` (set by
 --     server/grpc_errors.py): they become the status and the body;
@@ -21,12 +23,13 @@
 -- A Lua runtime error would let a request through unmodified, so this file is kept small and
 -- every branch is exercised by tests/gateway (which also check that the lua.errors stat stays 0).
 
--- MeetingInput's fields (protos/meetings/v1/meetings.proto); a test keeps this list in sync.
+-- MeetingInput's fields (protos/meetings/v1/meetings.proto; user_id: admin create only); a test
+-- keeps this list in sync.
 local MEETING_FIELDS = {
   name = true, start_date = true, end_date = true, attendees = true, record = true,
   chat = true, public = true, scheduled = true, notify = true, notify_before = true,
   timezone = true, _id = true, host_id = true, chat_dialog_id = true, created_at = true,
-  updated_at = true,
+  updated_at = true, user_id = true,
 }
 -- ListMeetingsRequest: fields that take operators, and those that take a plain value.
 local FILTER_FIELDS = { start_date = true, end_date = true, created_at = true, updated_at = true }
@@ -243,7 +246,7 @@ function envoy_on_request(handle)
   local params = parse_pairs(query, {})
   local is_list = method == "GET" and (path == "/meetings" or path == "/v2/meetings")
   local one_meeting = path:match("^/meetings/([^/]+)$")
-  local creating = method == "POST" and path == "/meetings"
+  local creating = method == "POST" and (path == "/meetings" or path == "/admin/meetings")
   local updating = method == "PUT" and one_meeting ~= nil
 
   if method == "GET" or creating or updating then
@@ -276,7 +279,7 @@ function envoy_on_request(handle)
       params = {}
     end
     params, problems = list_params(params)
-  elseif path == "/meetings" or path == "/session" or one_meeting then
+  elseif path == "/meetings" or path == "/session" or one_meeting or path:find("^/admin/") then
     problems = unknown_params(params, updating and { update_mask = true } or {})
   end
   if problems and #problems > 0 then

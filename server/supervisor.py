@@ -86,8 +86,9 @@ def render_envoy_config(template: str, values: Mapping[str, str | int]) -> str:
     return _PLACEHOLDER.sub(substitute, template)
 
 
-def validate_envoy_config(envoy_bin: Path, config: Path) -> None:
-    """Raise StartupError with Envoy's own explanation if it would not load `config`."""
+def validate_envoy_config(envoy_bin: Path, config: Path, source: Path | None = None) -> None:
+    """Raise StartupError with Envoy's own explanation if it would not load `config`
+    (rendered from `source`, if given)."""
     try:
         result = subprocess.run(  # noqa: S603 (our own binary and file)
             [str(envoy_bin), "--mode", "validate", "-c", str(config), "-l", "error"],
@@ -104,7 +105,8 @@ def validate_envoy_config(envoy_bin: Path, config: Path) -> None:
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()
         detail = "\n  ".join(output[-8:]) or f"exit status {result.returncode}"
-        raise StartupError(f"the Envoy configuration {config} is not valid:\n  {detail}")
+        name = f"{source} (rendered as {config})" if source else str(config)
+        raise StartupError(f"the Envoy configuration {name} is not valid:\n  {detail}")
 
 
 def free_port(host: str) -> int:
@@ -202,7 +204,7 @@ def run(settings: Settings, gateway: GatewaySettings, stopping: Event) -> int:
             },
         )
     )
-    validate_envoy_config(gateway.envoy_bin, config)
+    validate_envoy_config(gateway.envoy_bin, config, gateway.envoy_config)
 
     embedded = None
     url = settings.database_url

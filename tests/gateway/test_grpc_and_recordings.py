@@ -41,9 +41,9 @@ def test_native_grpc_through_the_gateway_port(
         ),
         metadata=host.metadata,
     )
-    meeting_id = getattr(created, "_id")  # noqa: B009
+    meeting_id = getattr(created, "_id")
     listed = list(stub.ListMeetings(pb.ListMeetingsRequest(), metadata=host.metadata))
-    assert [getattr(m, "_id") for m in listed] == [meeting_id]  # noqa: B009
+    assert [getattr(m, "_id") for m in listed] == [meeting_id]
     # The same meeting over REST.
     assert gateway.call("GET", f"/meetings/{meeting_id}", token=host.token).json()["name"] == (
         "Native"

@@ -1,0 +1,87 @@
+"""envoy.yaml loads, its rendering for other ports, and the Lua filter's copy of proto fields."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from meetings.v1 import meetings_pb2
+from server import supervisor
+from tests.gateway.conftest import ENVOY
+
+REPO = supervisor.REPO
+LUA = (REPO / "gateway" / "compat.lua").read_text()
+
+
+def test_envoy_validates_envoy_yaml() -> None:
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", "envoy.yaml", "-l", "error"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+
+
+def test_the_descriptor_is_newer_than_every_proto() -> None:
+    descriptor = REPO / "gateway" / "meetings.pb"
+    protos = list((REPO / "protos").rglob("*.proto"))
+    stale = [p.name for p in protos if p.stat().st_mtime > descriptor.stat().st_mtime]
+    assert not stale, f"gateway/meetings.pb is older than {stale}: run `make gen`"
+
+
+def test_render_replaces_only_the_named_values() -> None:
+    template = (REPO / "envoy.yaml").read_text()
+    rendered = supervisor.render_envoy_config(
+        template, {"GATEWAY_PORT": 18080, "GRPC_PORT": 50999, "GATEWAY_HOST": "10.1.2.3"}
+    )
+    assert "port_value: 18080 # GATEWAY_PORT" in rendered
+    assert "port_value: 50999 # GRPC_PORT" in rendered
+    assert "address: 10.1.2.3 # GATEWAY_HOST" in rendered
+    # Not named: left as written. The admin listener stays on loopback whatever is rendered.
+    assert "port_value: 9901 # ENVOY_ADMIN_PORT" in rendered
+    admin = rendered[rendered.index("admin:") : rendered.index("overload_manager:")]
+    assert "address: 127.0.0.1 #" in admin
+    assert len(rendered.splitlines()) == len(template.splitlines())
+    placeholders = set(re.findall(r"(?:address|port_value): \S+ # ([A-Z_]+)\b", template))
+    assert placeholders == {
+        "GATEWAY_HOST", "GATEWAY_PORT", "ENVOY_ADMIN_PORT", "GRPC_HOST", "GRPC_PORT",
+    }  # fmt: skip
+
+
+def test_a_broken_config_fails_validation_with_envoys_reason(tmp_path: Path) -> None:
+    broken = tmp_path / "envoy.yaml"
+    broken.write_text(
+        (REPO / "envoy.yaml").read_text().replace("gateway/meetings.pb", "gateway/missing.pb")
+    )
+    with pytest.raises(supervisor.StartupError) as raised:
+        supervisor.validate_envoy_config(ENVOY, broken)
+    message = str(raised.value)
+    assert message.startswith(f"the Envoy configuration {broken} is not valid:")
+    assert "missing.pb" in message
+
+    with pytest.raises(supervisor.StartupError, match="no Envoy binary"):
+        supervisor.validate_envoy_config(tmp_path / "no-envoy", REPO / "envoy.yaml")
+
+
+def _lua_set(name: str) -> set[str]:
+    match = re.search(rf"local {name} = {{([^}}]*)}}", LUA)
+    assert match, name
+    return set(re.findall(r"(\w+) = true", match.group(1)))
+
+
+def test_the_lua_filter_knows_the_protos_fields() -> None:
+    """compat.lua's field lists must follow MeetingInput and ListMeetingsRequest."""
+    meeting_input = {f.name for f in meetings_pb2.MeetingInput.DESCRIPTOR.fields}
+    assert _lua_set("MEETING_FIELDS") == meeting_input
+    list_fields = {f.name for f in meetings_pb2.ListMeetingsRequest.DESCRIPTOR.fields}
+    assert _lua_set("FILTER_FIELDS") | _lua_set("PLAIN_PARAMS") == list_fields
+    operators = {f.name for f in meetings_pb2.NumberFilter.DESCRIPTOR.fields}
+    assert operators == {f.name for f in meetings_pb2.TimeFilter.DESCRIPTOR.fields}
+    assert _lua_set("OPERATORS") | {"in"} == operators
