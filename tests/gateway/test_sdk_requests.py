@@ -184,9 +184,17 @@ def test_partial_updates_send_only_the_keys_given(
     echoed = gateway.call("PUT", path, token=token, json_body=masked | {"name": "Echo"}).json()
     assert echoed == masked | {"name": "Echo", "updated_at": echoed["updated_at"]}
 
-    # An empty object is a valid update that changes nothing.
+    # An empty object, or no body at all, is a valid update that changes nothing.
     same = gateway.call("PUT", path, token=token, json_body={}).json()
     assert same == echoed | {"updated_at": same["updated_at"]}
+    empty = gateway.call("PUT", path, token=token).json()
+    assert empty == echoed | {"updated_at": empty["updated_at"]}
+
+    # Escaped quotes inside a string do not end it for the key scanner.
+    quoted = gateway.call(
+        "PUT", path, token=token, body='{"name": "a \\"quoted\\" {name}"}', headers=JSON
+    ).json()
+    assert quoted["name"] == 'a "quoted" {name}' and quoted["record"] is False
 
 
 def test_json_body_on_get_is_the_request(
