@@ -34,6 +34,7 @@ from server import (
     migrations,
     recording_servicers,
     servicers,
+    webhook_delivery,
 )
 from server.health import DatabaseWatch
 from server.recording_storage import FilesystemStorage
@@ -138,6 +139,13 @@ def delivery_thread(settings: Settings, database_url: str) -> delivery.DeliveryT
         lease_seconds=settings.delivery_lease_seconds,
         poll_seconds=settings.delivery_poll_seconds,
         listen_params=database.connection_params(database_url),
+        webhook_sender=webhook_delivery.WebhookSender(
+            public_base_url=settings.public_base_url,
+            link_ttl_seconds=settings.download_link_ttl_seconds,
+            allowed_networks=settings.webhook_allowed_networks,
+            timeout=settings.webhook_timeout_seconds,
+        ),
+        webhook_grace_seconds=settings.webhook_end_grace_seconds,
     )
     return delivery.DeliveryThread(deliverer)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg2
 
-from server import clock, emails, mailer, meeting_settings, outbox
+from server import clock, emails, mailer, meeting_settings, outbox, webhook_delivery
 from server.database import db
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ class _Listener:
 
 
 class Deliverer:
-    """Delivers outbox emails through `mail`; see the module doc."""
+    """Delivers outbox emails through `mail` and webhooks through `webhook_sender`; see the
+    module doc. Each pass also writes the recording-done webhooks that have become due."""
 
     def __init__(
         self,
@@ -141,8 +142,12 @@ class Deliverer:
         listen_params: dict[str, Any] | None = None,
         batch_size: int = BATCH_SIZE,
         rand: Callable[[], float] = random.random,
+        webhook_sender: webhook_delivery.WebhookSender | None = None,
+        webhook_grace_seconds: float = 600.0,
     ) -> None:
         self.mailer = mail
+        self.webhook_sender = webhook_sender
+        self.webhook_grace_seconds = webhook_grace_seconds
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
@@ -156,6 +161,8 @@ class Deliverer:
     def run_once(self) -> int:
         """One pass: claim a batch and deliver it; returns how many rows were claimed."""
         with db.connection_context():
+            if self.webhook_sender is not None:
+                webhook_delivery.schedule_due(self.webhook_grace_seconds)
             config = meeting_settings.load()
             jobs = outbox.claim(self.worker_id, self.batch_size, self.lease_seconds)
             for position, job in enumerate(jobs):
@@ -178,6 +185,9 @@ class Deliverer:
             self._deliver(job, meeting_settings.load())
 
     def _deliver(self, job: outbox.Claimed, config: meeting_settings.MeetingSettings) -> None:
+        if job.kind == "webhook":
+            self._deliver_webhook(job)
+            return
         pending = [
             r["email"] for r in job.recipients if r["state"] == outbox.PENDING and r.get("email")
         ]
@@ -222,6 +232,35 @@ class Deliverer:
             log.info("email sent", extra=extra)
         else:
             log.warning("email not delivered", extra={**extra, "error": error})
+
+    def _deliver_webhook(self, job: outbox.Claimed) -> None:
+        if self.webhook_sender is None:
+            outbox.release([job])  # another replica sends webhooks
+            return
+        if not outbox.still_ours(job, self.lease_seconds):
+            log.info("outbox row changed after its claim: not sent", extra={"outbox_id": job.id})
+            return
+        try:
+            result = self.webhook_sender.deliver(
+                job.dedupe_key, job.payload, job.attempts, self._rand()
+            )
+        except Exception as exc:
+            log.exception("webhook could not be built or sent", extra={"outbox_id": job.id})
+            result = webhook_delivery.failure_result(job.attempts, self._rand(), exc)
+        recorded = outbox.finish(
+            job,
+            status=result.status,
+            recipients=job.recipients,
+            error=result.error,
+            retry_in=result.retry_in,
+        )
+        extra = {"outbox_id": job.id, "status": result.status, "attempt": job.attempts}
+        if not recorded:
+            log.warning("outbox row changed while sending: result not recorded", extra=extra)
+        elif result.status == outbox.SENT:
+            log.info("webhook delivered", extra=extra)
+        else:
+            log.warning("webhook not delivered", extra={**extra, "error": result.error})
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until `stop` is set; then claim nothing more and return."""

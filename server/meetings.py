@@ -176,6 +176,11 @@ def delete(caller: auth.Caller, meeting_id: str) -> None:
         row.delete_instance()
 
 
+def view_of(row: Any) -> MeetingView:
+    """The view of a meeting row, with its attendees (for background work)."""
+    return _view(row, _attendees_of([row.id])[row.id])
+
+
 def _visible_row(caller: auth.Caller, meeting_id: str, *, for_update: bool = False) -> Any:
     """The meeting if the caller may see it; the same NotFound whether it exists or not."""
     if not ids.is_valid(meeting_id):

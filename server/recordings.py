@@ -164,6 +164,16 @@ def _of_meeting(meeting_id: str) -> list[RecordingView]:
     return [_view(row) for row in rows]
 
 
+def by_ids(recording_ids: list[str]) -> list[RecordingView]:
+    """The recordings that still exist among `recording_ids`, oldest first."""
+    rows = (
+        Recording.select()
+        .where(Recording.id.in_(recording_ids))
+        .order_by(Recording.created_at, Recording.id)
+    )
+    return [_view(row) for row in rows]
+
+
 def list_for(caller: auth.Caller, meeting_id: str) -> list[RecordingView]:
     """A meeting's recordings, for its host and attendees (NotFound for anyone else)."""
     meetings.require_participant(caller, meeting_id)

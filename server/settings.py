@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,6 +43,11 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8080"
     download_link_ttl_seconds: int = 3600
     max_recording_bytes: int = 4 * 1024**3
+    # Webhook receivers at these networks may be called although not public (e.g. 127.0.0.0/8).
+    webhook_allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+    # A meeting whose call was never ended counts as finished this long after end_date.
+    webhook_end_grace_seconds: float = 600.0
+    webhook_timeout_seconds: float = 10.0
 
     @property
     def db_pool_size(self) -> int:
@@ -100,6 +106,16 @@ class Settings:
         level = env.get("LOG_LEVEL", defaults.log_level).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+
+        def networks(name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+            found = []
+            for item in (env.get(name) or "").replace(",", " ").split():
+                try:
+                    found.append(ip_network(item, strict=False))
+                except ValueError:
+                    raise SettingsError(f"{name}: {item!r} is not an IP network") from None
+            return tuple(found)
+
         public_base_url = (env.get("PUBLIC_BASE_URL") or defaults.public_base_url).rstrip("/")
         if urlsplit(public_base_url).scheme not in ("http", "https"):
             raise SettingsError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public_base_url!r}")
@@ -136,6 +152,13 @@ class Settings:
             ),
             max_recording_bytes=integer(
                 "MAX_RECORDING_BYTES", defaults.max_recording_bytes, 1, 1 << 40
+            ),
+            webhook_allowed_networks=networks("WEBHOOK_ALLOWED_NETWORKS"),
+            webhook_end_grace_seconds=number(
+                "WEBHOOK_END_GRACE_SECONDS", defaults.webhook_end_grace_seconds, 0, 7 * 86400
+            ),
+            webhook_timeout_seconds=number(
+                "WEBHOOK_TIMEOUT_SECONDS", defaults.webhook_timeout_seconds, 0.1, 120
             ),
         )
 
