@@ -333,3 +333,38 @@ def test_record_toggles_reach_a_watcher_on_another_process(
     finally:
         other.terminate()
         other.wait(timeout=20)
+
+
+def test_the_simulated_media_server_script(
+    meeting_stub: Any,
+    accounts: dict[str, Account],
+    media_key: str,
+    grpc_server: app.Service,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import media_server
+
+    meeting_id = m_id(create(meeting_stub, accounts["host"]))
+    code = media_server.main(
+        [
+            meeting_id,
+            "--key",
+            media_key,
+            "--seconds",
+            "1.5",
+            "--participants",
+            "3,4",
+            "--address",
+            f"127.0.0.1:{grpc_server.port}",
+        ]
+    )
+    assert code == 0
+    assert f"ended the call of meeting {meeting_id}" in capsys.readouterr().out
+    [made] = Recording.select().where(Recording.meeting == meeting_id)
+    assert (made.content_type, made.participant_ids, made.duration) == ("audio/x-wav", [3, 4], 1.5)
+    assert made.size_bytes == 44 + 2 * 8000 * 1.5  # a WAV header and 1.5 s of 16-bit samples
+    assert Meeting.get_by_id(meeting_id).call_ended_at is not None
+    wrong = media_server.main(
+        [meeting_id, "--key", "nope", "--address", f"127.0.0.1:{grpc_server.port}"]
+    )
+    assert wrong == 1 and "UNAUTHENTICATED" in capsys.readouterr().err
