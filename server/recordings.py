@@ -233,6 +233,7 @@ def open_download(recording_id: str, expires: int, signature: str) -> Download:
         "video/webm": "webm",
         "audio/ogg": "ogg",
         "audio/mpeg": "mp3",
+        "audio/x-wav": "wav",
     }.get(row.content_type, "bin")
     return Download(
         row.file_uid, int(row.size_bytes), row.content_type, f"{row.file_uid}.{extension}"
