@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from server import app, supervisor
+from tests.conftest import Account, make_account
 
 ENVOY = supervisor.GatewaySettings().envoy_bin
 INTERNAL_HEADERS = ("cb-http-status", "cb-error-body")
@@ -171,6 +172,36 @@ def _lua_errors_stay_zero(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if gateway is not None:
         assert gateway.stat("http.gateway.lua.errors") == 0
+
+
+def _truncate(pool: Any) -> None:
+    tables = [
+        row[0]
+        for row in pool.execute_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'schema_migrations'"
+        ).fetchall()
+    ]
+    pool.execute_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(scope="module")
+def module_accounts(pool: Any) -> dict[str, Account]:
+    """Like `accounts`, made once for a module whose tests change nothing (argon2 is slow)."""
+    with pool.connection_context():
+        _truncate(pool)
+        return {
+            "host": make_account("host", "host@example.com"),
+            "attendee": make_account("attendee", "attendee@example.com"),
+            "stranger": make_account("stranger", "stranger@example.com"),
+        }
+
+
+@pytest.fixture
+def conn(pool: Any) -> Iterator[Any]:
+    """The database, as it is (not emptied), inside a connection context."""
+    with pool.connection_context():
+        yield pool
 
 
 def db_snapshot(db: Any) -> list[Any]:

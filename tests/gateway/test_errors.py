@@ -151,14 +151,26 @@ def _token(user: str | None, accounts: dict[str, Account]) -> str | None:
     return accounts[user].token
 
 
+@pytest.fixture(scope="module")
+def meeting(gateway: Gateway, module_accounts: dict[str, Account]) -> dict[str, Any]:
+    """The host's meeting, with the attendee: every bad request below leaves it as it is."""
+    return create_meeting(
+        gateway,
+        module_accounts["host"].token,
+        attendees=[{"id": module_accounts["attendee"].user_id}],
+    )
+
+
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_bad_request(
-    gateway: Gateway, accounts: dict[str, Account], db: Any, case: Bad
+    gateway: Gateway,
+    module_accounts: dict[str, Account],
+    meeting: dict[str, Any],
+    conn: Any,
+    case: Bad,
 ) -> None:
-    host = accounts["host"]
-    meeting = create_meeting(gateway, host.token, attendees=[{"id": accounts["attendee"].user_id}])
-    token = _token(case.user, accounts)
-    before = db_snapshot(db)
+    token = _token(case.user, module_accounts)
+    before = db_snapshot(conn)
 
     reply = gateway.call(
         case.method,
@@ -178,20 +190,20 @@ def test_bad_request(
         assert case.body in body["errors"][0]
     else:
         assert body == case.body
-    assert db_snapshot(db) == before
-    after = gateway.call("GET", f"/meetings/{meeting['_id']}", token=host.token).json()
-    assert after == meeting
+    assert db_snapshot(conn) == before
+    host = module_accounts["host"]
+    assert gateway.call("GET", f"/meetings/{meeting['_id']}", token=host.token).json() == meeting
 
 
 def test_many_field_errors_fit_in_the_reply(
-    gateway: Gateway, accounts: dict[str, Account]
+    gateway: Gateway, module_accounts: dict[str, Account]
 ) -> None:
     """The error body travels in a trailer: a 422 with 500 attendee problems still arrives."""
     attendees = [{"email": f"not-an-address-{i}"} for i in range(500)]
     reply = gateway.call(
         "POST",
         "/meetings",
-        token=accounts["host"].token,
+        token=module_accounts["host"].token,
         json_body={"name": "Big", "start_date": 1, "end_date": 2, "attendees": attendees},
     )
     assert reply.status == 422
@@ -200,10 +212,9 @@ def test_many_field_errors_fit_in_the_reply(
 
 
 def test_http2_replies_have_no_grpc_headers_or_trailers(
-    gateway: Gateway, accounts: dict[str, Account]
+    gateway: Gateway, module_accounts: dict[str, Account], meeting: dict[str, Any]
 ) -> None:
-    token = accounts["host"].token
-    meeting = create_meeting(gateway, token)
+    token = module_accounts["host"].token
     for path, token_header in (
         ("/meetings", token),  # streamed: the transcoder ends it with trailers
         (f"/meetings/{meeting['_id']}", token),
