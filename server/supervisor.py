@@ -180,8 +180,11 @@ def _gateway_answers(host: str, port: int) -> bool:
         connection.close()
 
 
-def run(settings: Settings, gateway: GatewaySettings, stopping: Event) -> int:
-    """Start everything, print where it is, and supervise until `stopping` or a child exits."""
+def run(
+    settings: Settings, gateway: GatewaySettings, env: Mapping[str, str], stopping: Event
+) -> int:
+    """Start everything, print where it is, and supervise until `stopping` or a child exits.
+    `env` is passed on to the children."""
     host = settings.grpc_host
     if settings.grpc_port == 0:
         settings = replace(settings, grpc_port=free_port(host))
@@ -218,7 +221,7 @@ def run(settings: Settings, gateway: GatewaySettings, stopping: Event) -> int:
         server_env = {
             # Download links point at the gateway unless PUBLIC_BASE_URL says otherwise.
             "PUBLIC_BASE_URL": f"http://{gateway.gateway_host}:{gateway.gateway_port}",
-            **os.environ,
+            **env,
             "DATABASE_URL": url,
             "GRPC_PORT": str(settings.grpc_port),
         }
@@ -230,7 +233,7 @@ def run(settings: Settings, gateway: GatewaySettings, stopping: Event) -> int:
         envoy_args = [str(gateway.envoy_bin), "-c", str(config), "-l", gateway.envoy_log_level]
         # No hot restart is used, and without it several gateways can share a host (tests).
         envoy_args += ["--disable-hot-restart", "--drain-time-s", "2"]
-        envoy = _Child("Envoy", _spawn(envoy_args, os.environ))
+        envoy = _Child("Envoy", _spawn(envoy_args, env))
         children.insert(0, envoy)
         envoy.wait_ready(
             lambda: _gateway_answers(gateway.gateway_host, gateway.gateway_port),
@@ -254,11 +257,10 @@ def run(settings: Settings, gateway: GatewaySettings, stopping: Event) -> int:
 
 def _announce(settings: Settings, gateway: GatewaySettings) -> None:
     base = f"http://{gateway.gateway_host}:{gateway.gateway_port}"
+    # The admin command finds the same database the same way (DATABASE_URL, or DATA_DIR).
     env = ""
     if settings.database_url is None and settings.data_dir != Settings().data_dir:
         env = f"DATA_DIR={settings.data_dir} "
-    elif settings.database_url is not None:
-        env = "DATABASE_URL=... "
     print(
         f"Meetings REST API: {base}  (native gRPC on the same port; "
         f"server on {settings.grpc_host}:{settings.grpc_port})\n"
@@ -288,7 +290,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        return run(settings, gateway, stopping)
+        return run(settings, gateway, os.environ, stopping)
     except StartupError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
