@@ -182,8 +182,9 @@ class MailSink:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self._box = mailbox.Maildir(directory, create=True)
+        for sub in ("tmp", "new", "cur"):
+            (directory / sub).mkdir(parents=True, exist_ok=True)
+        self._box = mailbox.Maildir(directory, create=False)
 
     def send(self, message: EmailMessage, sender: str, recipients: Sequence[str]) -> Outcome:
         # The envelope, which the headers alone do not tell (as a local delivery agent writes it).

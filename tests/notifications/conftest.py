@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.parser
 import email.policy
+import functools
 import socket
 import threading
 import time
@@ -31,16 +33,24 @@ def free_port() -> int:
 class Received:
     sender: str
     recipients: list[str]
-    message: EmailMessage
+    content: bytes
     at: float
+
+    @functools.cached_property
+    def message(self) -> EmailMessage:
+        # Parsed when a test looks, not in the server's loop: parsing is slow.
+        message = email.message_from_bytes(self.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
 
     @property
     def subject(self) -> str:
         return str(self.message["Subject"])
 
-    @property
+    @functools.cached_property
     def message_id(self) -> str:
-        return str(self.message["Message-ID"])
+        headers = email.parser.BytesHeaderParser().parsebytes(self.content)
+        return str(headers["Message-ID"])
 
     def part(self, content_type: str) -> str:
         for part in self.message.walk():
@@ -73,7 +83,8 @@ class SmtpServer:
     always_refuse: dict[str, str] = field(default_factory=dict)
     # Replies to the next DATA commands (the message is not kept), in order.
     data_replies: list[str] = field(default_factory=list)
-    # Seconds each accepted message takes (a slow server), and a gate to hold one message.
+    # Seconds each accepted message takes (a slow server); the n-th message kept is not
+    # answered until `release` is set.
     data_delay: float = 0.0
     hold_at: int | None = None
     holding: threading.Event = field(default_factory=threading.Event)
@@ -123,18 +134,19 @@ class _Handler:
         state = self.state
         if state.data_replies:
             return state.data_replies.pop(0)
-        if state.hold_at is not None and len(state.received) + 1 == state.hold_at:
+        if state.data_delay:
+            await asyncio.sleep(state.data_delay)
+        with state.lock:
+            state.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, time.time())
+            )
+            hold = state.hold_at == len(state.received)
+        if hold:
+            # Kept, but the "250" is held back: the window in which a sender that dies has
+            # delivered a message without knowing it.
             state.holding.set()
             while not state.release.is_set():
                 await asyncio.sleep(0.01)
-        if state.data_delay:
-            await asyncio.sleep(state.data_delay)
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        with state.lock:
-            state.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), message, time.time())
-            )
         return "250 Message accepted for delivery"
 
 
