@@ -179,7 +179,7 @@ def notification_to_pb(view: notification_status.NotificationView) -> meetings_p
     message = meetings_pb2.Notification(
         topic=view.topic,
         status=view.status,
-        due_at=view.due_at.timestamp(),
+        due_at=round(view.due_at.timestamp(), 3),
         attempts=view.attempts,
         reason=_nullable(view.reason),
         sent_at=_nullable(clock.iso_ms(view.sent_at) if view.sent_at else None),

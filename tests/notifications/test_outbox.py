@@ -141,3 +141,39 @@ def test_claims_by_concurrent_senders_never_overlap(
         thread.join(timeout=30)
     everything = [row_id for mine in claimed for row_id in mine]
     assert len(everything) == len(set(everything)) == 40
+
+
+def test_the_loop_outlives_a_killed_database_connection(
+    db: Any, accounts: dict[str, Account], smtp: SmtpServer, postgres: Any
+) -> None:
+    from server import database
+
+    host = auth.authenticate(accounts["host"].token)
+    sender = delivery.Deliverer(
+        mailer.SmtpMailer(mailer.parse_url(smtp.url)),
+        worker_id="survivor",
+        poll_seconds=2.0,  # the safety-net poll: slower than LISTEN by far
+        listen_params=database.connection_params(postgres.url),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop,))
+    thread.start()
+    try:
+        meetings.create(host, patch(notify_before=None))
+        assert len(smtp.wait_for(1)) == 1
+        killed = db.execute_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+        ).fetchall()
+        assert killed == [(True,)]
+        meetings.create(host, patch(notify_before=None))
+        assert len(smtp.wait_for(2, timeout=5)) == 2
+        # Listening again (the poll caught the one above): the next one is not left to the poll.
+        time.sleep(2.5)
+        meetings.create(host, patch(notify_before=None))
+        began = time.time()
+        assert len(smtp.wait_for(3, timeout=5)) == 3
+        assert smtp.received[2].at - began < 0.4
+    finally:
+        stop.set()
+        thread.join(timeout=10)
