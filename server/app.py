@@ -183,6 +183,8 @@ def main() -> int:
         "'a long secret' && .venv/bin/meetings-admin token alice",
         flush=True,
     )
+    if settings.delivery_enabled and settings.smtp_url is None:
+        print(f"Emails (no SMTP_URL): one file each in {settings.mail_sink / 'new'}", flush=True)
     stopping.wait()
     service.stop()
     pool.close_all()
