@@ -178,11 +178,6 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     where = f"{settings.grpc_host}:{port}"
     print(f"Meetings gRPC API listening on {where}", flush=True)
-    print(
-        "Create a user and a token:  .venv/bin/meetings-admin create-user alice --password "
-        "'a long secret' && .venv/bin/meetings-admin token alice",
-        flush=True,
-    )
     if settings.delivery_enabled and settings.smtp_url is None:
         print(f"Emails (no SMTP_URL): one file each in {settings.mail_sink / 'new'}", flush=True)
     stopping.wait()

@@ -59,13 +59,29 @@ class BadRequest(DomainError):
 
 
 class FieldErrors:
-    """Collects messages per field; `raise_if_any` raises InvalidFields with all of them."""
+    """Collects messages per field; `raise_if_any` raises InvalidFields with all of them.
+
+    At most MESSAGES_PER_FIELD messages are kept per field (then one saying how many more),
+    so that a request with thousands of bad entries gets an error that still fits in
+    response headers and trailers."""
+
+    MESSAGES_PER_FIELD = 10
 
     def __init__(self) -> None:
         self.fields: dict[str, list[str]] = {}
+        self._more: dict[str, int] = {}
 
     def add(self, field: str, message: str) -> None:
-        self.fields.setdefault(field, []).append(message)
+        messages = self.fields.setdefault(field, [])
+        if len(messages) < self.MESSAGES_PER_FIELD:
+            messages.append(message)
+            return
+        self._more[field] = self._more.get(field, 0) + 1
+        summary = f"and {self._more[field]} more problems like these"
+        if len(messages) == self.MESSAGES_PER_FIELD:
+            messages.append(summary)
+        else:
+            messages[-1] = summary
 
     def __bool__(self) -> bool:
         return bool(self.fields)

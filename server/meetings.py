@@ -110,7 +110,7 @@ def list_page(caller: auth.Caller, query: meeting_filters.ListQuery, *, count: b
 
 
 def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> MeetingView:
-    with db.atomic():
+    with db.atomic() as transaction:
         # The row lock serializes concurrent updates of one meeting: none is lost.
         row = _visible_row(caller, meeting_id, for_update=True)
         if row.host_id != caller.user_id:
@@ -156,6 +156,11 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
             chat.delete(row.chat_dialog_id)
             row.chat_dialog_id = None
 
+        if _view(row, attendees) == before:
+            # Nothing changed (an empty update, or the meeting echoed back): no new version,
+            # no updated_at, no emails. The transaction undoes any rewrite of equal rows.
+            transaction.rollback()
+            return before
         if row.record != was_recording:
             _record_event(row.id, "start" if row.record else "stop", now)
         row.updated_at = now

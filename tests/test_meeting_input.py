@@ -149,3 +149,14 @@ def test_host_id_cannot_change_but_may_be_echoed() -> None:
 def test_notify_before_seconds() -> None:
     assert NotifyBefore("minutes", 10).seconds == 600
     assert NotifyBefore("weeks", 1).seconds == 7 * 86400
+
+
+def test_many_bad_attendees_give_ten_messages_and_a_count() -> None:
+    fields = problems(
+        patch(**VALID, attendees=tuple(Attendee(email="x") for _ in range(25))), creating=True
+    )
+    assert fields["attendees"][:2] == [
+        "attendee 1: email is not a valid address",
+        "attendee 2: email is not a valid address",
+    ]
+    assert fields["attendees"][10:] == ["and 15 more problems like these"]

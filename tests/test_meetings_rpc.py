@@ -360,3 +360,15 @@ def test_paged_list(meeting_stub: Any, accounts: dict[str, Account]) -> None:
         )
     )
     assert field_violations(error) == {"limit": ["must be from 1 to 100"]}
+
+
+def test_an_update_that_changes_nothing_keeps_the_version(
+    meeting_stub: Any, accounts: dict[str, Account]
+) -> None:
+    host = accounts["host"]
+    m = create(meeting_stub, host, attendees=[{"id": 5}], record=True)
+    same = update(meeting_stub, host, m_id(m), name=m.name, record=True, attendees=[{"id": 5}])
+    assert same == m  # updated_at unchanged
+    empty = update(meeting_stub, host, m_id(m))
+    assert empty == m
+    assert get(meeting_stub, host, m_id(m)) == m
