@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                     for name in meeting_settings.NAMES
                     if getattr(args, name) is not None
                 }
-                current = (
-                    meeting_settings.update(changes) if changes else meeting_settings.load()
-                )
+                current = meeting_settings.update(changes) if changes else meeting_settings.load()
                 for name in meeting_settings.NAMES:
                     print(f"{name} = {getattr(current, name)}")
             elif args.command == "service-key":

@@ -52,8 +52,10 @@ def issue(kind: str) -> str:
     key = f"{kind}_{secrets.token_urlsafe(32)}"
     (
         ServiceKey.insert(name=kind, key_hash=_hash(key), created_at=clock.now())
-        .on_conflict(conflict_target=[ServiceKey.name],
-                     update={ServiceKey.key_hash: _hash(key), ServiceKey.created_at: clock.now()})
+        .on_conflict(
+            conflict_target=[ServiceKey.name],
+            update={ServiceKey.key_hash: _hash(key), ServiceKey.created_at: clock.now()},
+        )
         .execute()
     )
     return key
