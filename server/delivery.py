@@ -147,6 +147,8 @@ class Deliverer:
     ) -> None:
         self.mailer = mail
         self.webhook_sender = webhook_sender
+        # Only what this deliverer can send is claimed (a row it cannot send is left alone).
+        self.kinds = ("email", "webhook") if webhook_sender is not None else ("email",)
         self.webhook_grace_seconds = webhook_grace_seconds
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
@@ -164,20 +166,20 @@ class Deliverer:
             if self.webhook_sender is not None:
                 webhook_delivery.schedule_due(self.webhook_grace_seconds)
             config = meeting_settings.load()
-            jobs = outbox.claim(self.worker_id, self.batch_size, self.lease_seconds)
+            jobs = outbox.claim(self.worker_id, self.batch_size, self.lease_seconds, self.kinds)
             for position, job in enumerate(jobs):
                 if self._stop.is_set():
                     # Shutting down: hand back what was not attempted, for another replica.
                     outbox.release(jobs[position:])
                     break
                 self._deliver(job, config)
-            self._idle_for = None if jobs else outbox.seconds_until_due()
+            self._idle_for = None if jobs else outbox.seconds_until_due(self.kinds)
         return len(jobs)
 
     def claim(self) -> list[outbox.Claimed]:
         """The first half of a pass, for tests that act between claiming and sending."""
         with db.connection_context():
-            return outbox.claim(self.worker_id, self.batch_size, self.lease_seconds)
+            return outbox.claim(self.worker_id, self.batch_size, self.lease_seconds, self.kinds)
 
     def deliver(self, job: outbox.Claimed) -> None:
         """The second half of a pass, for one claimed row."""
@@ -234,9 +236,7 @@ class Deliverer:
             log.warning("email not delivered", extra={**extra, "error": error})
 
     def _deliver_webhook(self, job: outbox.Claimed) -> None:
-        if self.webhook_sender is None:
-            outbox.release([job])  # another replica sends webhooks
-            return
+        assert self.webhook_sender is not None  # only claimed with a sender
         if not outbox.still_ours(job, self.lease_seconds):
             log.info("outbox row changed after its claim: not sent", extra={"outbox_id": job.id})
             return

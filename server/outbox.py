@@ -170,8 +170,10 @@ def refresh(row_id: int, payload: dict[str, Any], recipients: Sequence[dict[str,
     )
 
 
-def claim(owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
-    """Take up to `limit` due rows (and rows whose sender's lease ran out) for `owner`.
+def claim(
+    owner: str, limit: int, lease_seconds: float, kinds: Sequence[str] = ("email",)
+) -> list[Claimed]:
+    """Take up to `limit` due rows of `kinds` (and such rows whose sender's lease ran out).
 
     SKIP LOCKED lets several senders claim side by side without waiting on each other; the
     claim commits at once, so no row lock is held while sending.
@@ -180,7 +182,7 @@ def claim(owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
         _relaxed_commit()
         cursor = db.execute_sql(
             "WITH picked AS ("
-            " SELECT id FROM outbox WHERE ("
+            " SELECT id FROM outbox WHERE kind = ANY(%s) AND ("
             "  (status = 'scheduled' AND next_attempt_at <= now())"
             "  OR (status = 'sending' AND lease_expires_at <= now()))"
             " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
@@ -190,7 +192,7 @@ def claim(owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
             " FROM picked WHERE o.id = picked.id"
             " RETURNING o.id, o.version, o.kind, o.topic, o.meeting_id, o.dedupe_key,"
             " o.payload, o.recipients, o.attempts",
-            (limit, owner, lease_seconds),
+            (list(kinds), limit, owner, lease_seconds),
         )
         rows = cursor.fetchall()
     claimed = [Claimed(*row) for row in rows]
@@ -266,12 +268,16 @@ def release(jobs: Sequence[Claimed]) -> None:
         wake_senders()
 
 
-def seconds_until_due() -> float | None:
-    """Seconds until the next row falls due or a lease runs out (<= 0: now); None if none."""
+def seconds_until_due(kinds: Sequence[str] = ("email",)) -> float | None:
+    """Seconds until the next row of `kinds` falls due or a lease runs out (<= 0: now);
+    None if none."""
     cursor = db.execute_sql(
         "SELECT extract(epoch FROM least("
-        " (SELECT min(next_attempt_at) FROM outbox WHERE status = 'scheduled'),"
-        " (SELECT min(lease_expires_at) FROM outbox WHERE status = 'sending')) - now())"
+        " (SELECT min(next_attempt_at) FROM outbox WHERE status = 'scheduled'"
+        "  AND kind = ANY(%s)),"
+        " (SELECT min(lease_expires_at) FROM outbox WHERE status = 'sending'"
+        "  AND kind = ANY(%s))) - now())",
+        (list(kinds), list(kinds)),
     )
     row = cursor.fetchone()
     return None if row is None or row[0] is None else float(row[0])

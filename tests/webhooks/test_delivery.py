@@ -380,3 +380,26 @@ def test_two_server_processes_deliver_each_meeting_once(
             process.terminate()
         for process in processes:
             process.wait(timeout=20)
+
+
+def test_a_deliverer_without_a_webhook_sender_leaves_webhook_rows_alone(
+    meeting_stub: Any,
+    accounts: dict[str, Account],
+    media: tuple[Any, str],
+    secret: str,
+    receiver: Receiver,
+    deliverer: delivery.Deliverer,
+    tmp_path: Path,
+) -> None:
+    finished_meeting(meeting_stub, accounts["host"], media, count=1)
+    webhook_delivery.schedule_due(600)
+    mail_only = delivery.Deliverer(mailer.from_settings(None, tmp_path / "m"), worker_id="mail")
+    assert mail_only.run_once() == 0  # not claimed (and so not spun on)
+    from server import outbox
+
+    assert outbox.seconds_until_due(mail_only.kinds) is None
+    [row] = webhook_rows()
+    assert (row.status, row.attempts) == ("scheduled", 0)
+    deliverer.run_once()
+    receiver.wait_for(1)
+    assert webhook_rows()[0].status == "sent"
