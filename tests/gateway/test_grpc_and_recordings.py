@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc, recordings_pb2, recordings_pb2_grpc
-from server import service_keys
+from server import download_links, service_keys
 from tests.conftest import Account
 from tests.gateway.conftest import Gateway, create_meeting
 
@@ -101,8 +102,28 @@ def test_recording_uploaded_over_grpc_and_downloaded_over_rest(
     assert download.header("content-type") == "video/webm"
     assert recording["file_uid"] in (download.header("content-disposition") or "")
 
+    refused = {"errors": {"base": ["The download link is invalid or has expired"]}}
     tampered = gateway.call("GET", f"{link.path}?{link.query.replace('signature=', 'signature=0')}")
-    assert (tampered.status, tampered.json()) == (
-        403,
-        {"errors": {"base": ["The download link is invalid or has expired"]}},
+    assert (tampered.status, tampered.json()) == (403, refused)
+    # Signed correctly, but expired a second ago.
+    secret = service_keys.secret(service_keys.DOWNLOAD_SIGNING)
+    past = int(time.time()) - 1
+    expired_signature = download_links.signature(secret, recording["_id"], past)
+    expired = gateway.call("GET", f"{link.path}?expires={past}&signature={expired_signature}")
+    assert (expired.status, expired.json()) == (403, refused)
+    # This link's expiry and signature on another recording's path.
+    other = recordings_pb2.UploadRecordingRequest
+    media.UploadRecording(
+        iter(
+            [
+                other(metadata=recordings_pb2.RecordingMetadata(meeting_id=meeting["_id"])),
+                other(chunk=b"another file"),
+            ]
+        ),
+        metadata=(("cb-service-key", key),),
     )
+    second = gateway.call("GET", f"/meetings/recordings/{meeting['_id']}", token=host.token).json()
+    other_id = next(r["_id"] for r in second if r["_id"] != recording["_id"])
+    foreign = gateway.call("GET", f"/recordings/{other_id}/download?{link.query}")
+    assert (foreign.status, foreign.json()) == (403, refused)
+    assert b"another file" not in foreign.body
