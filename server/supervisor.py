@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import http.client
 import os
 import re
@@ -45,6 +46,9 @@ class GatewaySettings:
     envoy_config: Path = REPO / "envoy.yaml"
     envoy_log_level: str = "warning"
     startup_timeout_seconds: float = 60.0
+    # `python -m server` processes on consecutive ports from GRPC_PORT, all behind the one Envoy:
+    # one Python process is held to one core by the GIL, so more processes use more cores.
+    server_processes: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -57,6 +61,9 @@ class GatewaySettings:
                 raise SettingsError(f"{name} must be a port number (0 for any), got {raw!r}")
             return int(raw)
 
+        processes = env.get("SERVER_PROCESSES") or str(defaults.server_processes)
+        if not processes.isdigit() or not 1 <= int(processes) <= 64:
+            raise SettingsError(f"SERVER_PROCESSES must be between 1 and 64, got {processes!r}")
         level = (env.get("ENVOY_LOG_LEVEL") or defaults.envoy_log_level).lower()
         if level not in ("trace", "debug", "info", "warning", "error", "critical", "off"):
             raise SettingsError(f"ENVOY_LOG_LEVEL is not an Envoy log level: {level!r}")
@@ -67,6 +74,7 @@ class GatewaySettings:
             envoy_bin=Path(env.get("ENVOY_BIN") or defaults.envoy_bin),
             envoy_config=Path(env.get("ENVOY_CONFIG") or defaults.envoy_config),
             envoy_log_level=level,
+            server_processes=int(processes),
         )
 
 
@@ -84,6 +92,24 @@ def render_envoy_config(template: str, values: Mapping[str, str | int]) -> str:
         return f"{match['key']}: {values[name]} # {name}"
 
     return _PLACEHOLDER.sub(substitute, template)
+
+
+# The cluster's one endpoint in envoy.yaml (rendered or not), repeated once per server process.
+_ENDPOINT = re.compile(
+    r"^(?P<indent> *)- endpoint:\n(?:(?P=indent) .*\n)*?"
+    r"(?P=indent) .*port_value: \S+ # GRPC_PORT\b.*\n",
+    re.MULTILINE,
+)
+
+
+def with_server_ports(config: str, ports: list[int]) -> str:
+    """`config` with the gRPC cluster's endpoint listed once per port (Envoy balances them)."""
+    match = _ENDPOINT.search(config)
+    if match is None:
+        raise StartupError("envoy.yaml has no `port_value: ... # GRPC_PORT` endpoint")
+    endpoint = match[0]
+    copies = [render_envoy_config(endpoint, {"GRPC_PORT": port}) for port in ports]
+    return config[: match.start()] + "".join(copies) + config[match.end() :]
 
 
 def validate_envoy_config(envoy_bin: Path, config: Path, source: Path | None = None) -> None:
@@ -186,8 +212,12 @@ def run(
     """Start everything, print where it is, and supervise until `stopping` or a child exits.
     `env` is passed on to the children."""
     host = settings.grpc_host
+    # Consecutive ports from GRPC_PORT, one per server process (with 0, free ports).
     if settings.grpc_port == 0:
-        settings = replace(settings, grpc_port=free_port(host))
+        ports = [free_port(host) for _ in range(gateway.server_processes)]
+    else:
+        ports = [settings.grpc_port + n for n in range(gateway.server_processes)]
+    settings = replace(settings, grpc_port=ports[0])
     if gateway.gateway_port == 0:
         gateway = replace(gateway, gateway_port=free_port(gateway.gateway_host))
     if gateway.envoy_admin_port == 0:
@@ -196,15 +226,18 @@ def run(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = settings.data_dir / "envoy.yaml"
     config.write_text(
-        render_envoy_config(
-            gateway.envoy_config.read_text(),
-            {
-                "GATEWAY_HOST": gateway.gateway_host,
-                "GATEWAY_PORT": gateway.gateway_port,
-                "ENVOY_ADMIN_PORT": gateway.envoy_admin_port,
-                "GRPC_HOST": host,
-                "GRPC_PORT": settings.grpc_port,
-            },
+        with_server_ports(
+            render_envoy_config(
+                gateway.envoy_config.read_text(),
+                {
+                    "GATEWAY_HOST": gateway.gateway_host,
+                    "GATEWAY_PORT": gateway.gateway_port,
+                    "ENVOY_ADMIN_PORT": gateway.envoy_admin_port,
+                    "GRPC_HOST": host,
+                    "GRPC_PORT": settings.grpc_port,
+                },
+            ),
+            ports,
         )
     )
     validate_envoy_config(gateway.envoy_bin, config, gateway.envoy_config)
@@ -223,12 +256,16 @@ def run(
             "PUBLIC_BASE_URL": f"http://{gateway.gateway_host}:{gateway.gateway_port}",
             **env,
             "DATABASE_URL": url,
-            "GRPC_PORT": str(settings.grpc_port),
         }
-        server = _Child("the gRPC server", _spawn([sys.executable, "-m", "server"], server_env))
-        children.append(server)
-        grpc_address = f"{host}:{settings.grpc_port}"
-        server.wait_ready(lambda: _grpc_serving(grpc_address), deadline, stopping)
+        for number, port in enumerate(ports):
+            name = "the gRPC server" + (f" #{number + 1}" if len(ports) > 1 else "")
+            process = _spawn(
+                [sys.executable, "-m", "server"], {**server_env, "GRPC_PORT": str(port)}
+            )
+            children.append(_Child(name, process))
+        for child, port in zip(children, ports, strict=True):
+            address = f"{host}:{port}"
+            child.wait_ready(functools.partial(_grpc_serving, address), deadline, stopping)
 
         envoy_args = [str(gateway.envoy_bin), "-c", str(config), "-l", gateway.envoy_log_level]
         # No hot restart is used, and without it several gateways can share a host (tests).
