@@ -88,18 +88,23 @@ def pool(postgres: PgDatabase) -> Iterator[Any]:
     db.close_all()
 
 
+def truncate(pool: Any) -> None:
+    """Empty every table but the migrations' (call inside a connection context)."""
+    tables = [
+        row[0]
+        for row in pool.execute_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'schema_migrations'"
+        ).fetchall()
+    ]
+    pool.execute_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
 @pytest.fixture
 def db(pool: Any) -> Iterator[Any]:
     """The database, emptied before the test; the test runs inside a connection context."""
     with pool.connection_context():
-        tables = [
-            row[0]
-            for row in pool.execute_sql(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " AND tablename <> 'schema_migrations'"
-            ).fetchall()
-        ]
-        pool.execute_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        truncate(pool)
         yield pool
 
 

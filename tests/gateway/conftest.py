@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from server import app, supervisor
-from tests.conftest import Account, make_account
+from tests.conftest import Account, make_account, truncate
 
 ENVOY = supervisor.GatewaySettings().envoy_bin
 INTERNAL_HEADERS = ("cb-http-status", "cb-error-body")
@@ -174,22 +174,11 @@ def _lua_errors_stay_zero(request: pytest.FixtureRequest) -> Iterator[None]:
         assert gateway.stat("http.gateway.lua.errors") == 0
 
 
-def _truncate(pool: Any) -> None:
-    tables = [
-        row[0]
-        for row in pool.execute_sql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename <> 'schema_migrations'"
-        ).fetchall()
-    ]
-    pool.execute_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-
-
 @pytest.fixture(scope="module")
 def module_accounts(pool: Any) -> dict[str, Account]:
     """Like `accounts`, made once for a module whose tests change nothing (argon2 is slow)."""
     with pool.connection_context():
-        _truncate(pool)
+        truncate(pool)
         return {
             "host": make_account("host", "host@example.com"),
             "attendee": make_account("attendee", "attendee@example.com"),
