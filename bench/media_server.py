@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 duration=args.seconds,
                 content_type=content_type,
                 sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
             )
             made = media.UploadRecording(messages(metadata, data), metadata=auth)
             print(f"uploaded {made._id} ({made.size} MB), file_uid {made.file_uid}")

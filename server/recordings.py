@@ -68,6 +68,8 @@ class UploadMetadata:
     duration: float
     content_type: str
     sha256: str = ""
+    # Bytes the media server says it sends: what makes a complete upload recognisable.
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ def validate(metadata: UploadMetadata) -> None:
         problems.add("content_type", "must be an audio/... or video/... media type")
     if metadata.sha256 and not _SHA256.match(metadata.sha256):
         problems.add("sha256", "must be 64 lowercase hex characters")
+    if metadata.size <= 0:
+        problems.add("size", "is required: the file's length in bytes")
     problems.raise_if_any()
 
 
@@ -115,6 +119,8 @@ def ingest(
     """Store a finished recording. Until the last chunk is written, committed and recorded,
     nothing is visible; on any failure the partial file is removed."""
     validate(metadata)
+    if metadata.size > max_bytes:
+        raise errors.InvalidFields({"size": [f"the file exceeds {max_bytes} bytes"]})
     if not Meeting.select().where(Meeting.id == metadata.meeting_id).exists():
         raise errors.NotFound()
     file_uid = f"{uuid.uuid4()}_{metadata.meeting_id}"
@@ -123,11 +129,11 @@ def ingest(
     try:
         for chunk in chunks:
             size += len(chunk)
-            if size > max_bytes:
-                raise errors.InvalidFields({"chunk": [f"the file exceeds {max_bytes} bytes"]})
+            if size > metadata.size:
+                raise errors.InvalidFields({"size": ["more bytes arrived than announced"]})
             upload.write(chunk)
-        if size == 0:
-            raise errors.InvalidFields({"chunk": ["the recording is empty"]})
+        if size < metadata.size:
+            raise errors.Cancelled(f"The upload ended after {size} of {metadata.size} bytes")
         stored = upload.commit()
     except BaseException:
         upload.abort()

@@ -47,6 +47,7 @@ def recordings_stub(channel: grpc.Channel) -> recordings_pb2_grpc.RecordingServi
 def upload_messages(
     meeting_id: str, data: bytes, chunk: int = 64 * 1024, **metadata: Any
 ) -> Iterator[rpb.UploadRecordingRequest]:
+    metadata.setdefault("size", len(data))
     yield rpb.UploadRecordingRequest(
         metadata=rpb.RecordingMetadata(meeting_id=meeting_id, **metadata)
     )
@@ -217,7 +218,16 @@ def test_interrupted_and_bad_uploads_leave_nothing(
     mismatch = rpc_error(lambda: upload(media, media_key, meeting_id, sha256="0" * 64))
     assert mismatch.code() == grpc.StatusCode.INVALID_ARGUMENT
     empty = rpc_error(lambda: upload(media, media_key, meeting_id, data=b""))
-    assert trailers(empty)["cb-error-body"] == '{"errors":{"chunk":["the recording is empty"]}}'
+    assert trailers(empty)["cb-error-body"] == (
+        '{"errors":{"size":["is required: the file\'s length in bytes"]}}'
+    )
+    # A stream that ends cleanly but short is an interrupted upload, whatever the transport saw.
+    short = rpc_error(lambda: upload(media, media_key, meeting_id, data=b"abc", size=10))
+    assert short.code() == grpc.StatusCode.CANCELLED
+    long = rpc_error(lambda: upload(media, media_key, meeting_id, data=b"abcdef", size=3))
+    assert trailers(long)["cb-error-body"] == (
+        '{"errors":{"size":["more bytes arrived than announced"]}}'
+    )
     unknown = rpc_error(lambda: upload(media, media_key, "f" * 24))
     assert unknown.code() == grpc.StatusCode.NOT_FOUND
     no_metadata = rpc_error(

@@ -77,6 +77,7 @@ def test_recording_uploaded_over_grpc_and_downloaded_over_rest(
                 duration=6.062,
                 content_type="video/webm",
                 sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
             )
         )
         for start in range(0, len(data), 64 * 1024):
@@ -116,7 +117,9 @@ def test_recording_uploaded_over_grpc_and_downloaded_over_rest(
     media.UploadRecording(
         iter(
             [
-                other(metadata=recordings_pb2.RecordingMetadata(meeting_id=meeting["_id"])),
+                other(
+                    metadata=recordings_pb2.RecordingMetadata(meeting_id=meeting["_id"], size=12)
+                ),
                 other(chunk=b"another file"),
             ]
         ),
