@@ -6,7 +6,7 @@
 --   * list filters: `f[op]=v` (brackets possibly %5B/%5D) -> `f.op=v`, plain `f=v` -> `f.eq=v`,
 --     `f[in]=a,b` and `f[in][]=a&f[in][]=b` -> repeated `f.in=`; unknown parameters and
 --     operators are a 422 naming the parameter, never ignored (so are parameters on the other
---     meeting, session and admin routes, which take none);
+--     meeting, session and admin routes, which take none but the admin searches' own);
 --   * `GET /meetings?_id=X` (only _id) -> `/meetings/X` (one object); `CB-Api-Version: 2` on
 --     GET /meetings -> `/v2/meetings` (the paged shape);
 --   * JSON bodies of create (also admin create) and update: unknown top-level keys are a 422
@@ -38,6 +38,12 @@ local OPERATORS = {
   eq = true, gt = true, gte = true, lt = true, lte = true, ne = true, ["in"] = true, nin = true,
 }
 local OPERATOR_LIST = "eq, gt, gte, lt, lte, ne, in or nin"
+-- The query parameters of the admin panel's searches (SearchMeetingsRequest and
+-- ListWebhookDeliveriesRequest in protos/meetings/v1/admin.proto; a test keeps these in sync).
+local ADMIN_SEARCH_PARAMS = {
+  name = true, host = true, start_from = true, start_to = true, limit = true, offset = true,
+}
+local ADMIN_DELIVERIES_PARAMS = { limit = true, offset = true }
 
 local GENERIC_5XX = {
   [503] = "The service is temporarily unavailable, try again",
@@ -280,7 +286,15 @@ function envoy_on_request(handle)
     end
     params, problems = list_params(params)
   elseif path == "/meetings" or path == "/session" or one_meeting or path:find("^/admin/") then
-    problems = unknown_params(params, updating and { update_mask = true } or {})
+    local allowed = {}
+    if updating then
+      allowed = { update_mask = true }
+    elseif method == "GET" and path == "/admin/meetings" then
+      allowed = ADMIN_SEARCH_PARAMS
+    elseif method == "GET" and path == "/admin/webhooks/deliveries" then
+      allowed = ADMIN_DELIVERIES_PARAMS
+    end
+    problems = unknown_params(params, allowed)
   end
   if problems and #problems > 0 then
     return reject(handle, 422, field_errors(problems))

@@ -1,14 +1,17 @@
-"""The admin API (operators, with the admin key): meetings for any user, recordings, settings."""
+"""The admin API (operators, with the admin key): meetings for any user, recordings, settings,
+and what the admin panel shows (meeting search and detail, webhook deliveries)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import grpc
 
 from meetings.v1 import admin_pb2 as pb
 from meetings.v1 import admin_pb2_grpc, meetings_pb2, recordings_pb2
 from server import (
+    admin_queries,
     auth,
     clock,
     convert,
@@ -102,6 +105,61 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         )
         return pb.WebhookSecret(secret=webhooks.rotate_secret(keep))
 
+    @rpc(credential=grpc_errors.ADMIN)
+    def SearchMeetings(
+        self, request: pb.SearchMeetingsRequest, context: Context, caller: None
+    ) -> pb.AdminMeetingPage:
+        page = admin_queries.search_meetings(
+            admin_queries.Search(
+                name=request.name,
+                host=request.host,
+                start_from=request.start_from,
+                start_to=request.start_to,
+                limit=request.limit,
+                offset=request.offset,
+            )
+        )
+        return pb.AdminMeetingPage(
+            items=[_summary_to_pb(item) for item in page.items],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+
+    @rpc(credential=grpc_errors.ADMIN)
+    def GetMeetingDetail(
+        self, request: pb.GetMeetingDetailRequest, context: Context, caller: None
+    ) -> pb.AdminMeetingDetail:
+        found = admin_queries.meeting_detail(request.meeting_id)
+        return pb.AdminMeetingDetail(
+            meeting=convert.meeting_to_pb(found.meeting),
+            host_login=found.host_login,
+            host_email=found.host_email,
+            call_ended_at=_iso(found.call_ended_at),
+            recordings=[self._links.to_pb(view) for view in found.recordings],
+            deliveries=[_delivery_to_pb(view) for view in found.deliveries],
+        )
+
+    @rpc(credential=grpc_errors.ADMIN)
+    def ListWebhookDeliveries(
+        self, request: pb.ListWebhookDeliveriesRequest, context: Context, caller: None
+    ) -> pb.WebhookDeliveryPage:
+        page = admin_queries.webhook_deliveries(request.limit, request.offset)
+        return pb.WebhookDeliveryPage(
+            items=[_delivery_to_pb(item) for item in page.items],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+
+    @rpc(credential=grpc_errors.ADMIN)
+    def ResendWebhookDelivery(
+        self, request: pb.ResendWebhookDeliveryRequest, context: Context, caller: None
+    ) -> pb.Delivery:
+        if not request.id.isdigit() or len(request.id) > 18:
+            raise errors.NotFound()
+        return _delivery_to_pb(admin_queries.resend_webhook(int(request.id)))
+
 
 def _settings_to_pb() -> pb.MeetingsSettings:
     general = meeting_settings.load()
@@ -113,4 +171,44 @@ def _settings_to_pb() -> pb.MeetingsSettings:
         webhook_enabled=hook.enabled,
         webhook_disabled_reason=hook.disabled_reason,
         webhook_secrets=len(hook.active_secrets(clock.now())),
+    )
+
+
+def _iso(value: datetime | None) -> str:
+    return clock.iso_ms(value) if value is not None else ""
+
+
+def _summary_to_pb(item: admin_queries.MeetingSummary) -> pb.AdminMeetingSummary:
+    message = pb.AdminMeetingSummary(
+        name=item.name,
+        start_date=item.start_date,
+        end_date=item.end_date,
+        host_id=item.host_id,
+        host_login=item.host_login,
+        attendees_count=item.attendees_count,
+        record=item.record,
+        recordings_count=item.recordings_count,
+    )
+    setattr(message, "_id", item.id)  # noqa: B010
+    return message
+
+
+def _delivery_to_pb(view: admin_queries.DeliveryView) -> pb.Delivery:
+    return pb.Delivery(
+        id=str(view.id),
+        kind=view.kind,
+        topic=view.topic,
+        meeting_id=view.meeting_id or "",
+        status=view.status,
+        attempts=view.attempts,
+        last_error=view.last_error or "",
+        due_at=_iso(view.due_at),
+        sent_at=_iso(view.sent_at),
+        created_at=_iso(view.created_at),
+        updated_at=_iso(view.updated_at),
+        webhook_id=view.webhook_id or "",
+        recipients=[
+            pb.DeliveryRecipient(email=r.email or "", state=r.state, detail=r.detail or "")
+            for r in view.recipients
+        ],
     )

@@ -1,0 +1,483 @@
+// The admin panel: a few pages over the admin API (/admin/... with CB-Administration-API-Key).
+//
+// Safety rules kept throughout:
+// - the key lives in sessionStorage (gone with the tab) and only travels in the request header:
+//   never in a URL, a cookie or the page; a 401 forgets it;
+// - everything shown is set with textContent or element properties, never innerHTML (the page's
+//   CSP enforces that with Trusted Types);
+// - no cookies exist, so a forged cross-site request carries no credential (CSRF).
+"use strict";
+
+const KEY = "meetings-admin-key";
+const PAGE = 20;
+const main = document.getElementById("main");
+const status = document.getElementById("status");
+
+// DOM ------------------------------------------------------------------------------------------
+
+// h("a", {href: "#/x", class: "y"}, "text", child...): strings become text nodes.
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "class") el.className = value;
+    else if (name in el && typeof value !== "string") el[name] = value;
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function say(message, kind) {
+  status.textContent = message;
+  status.className = kind || "";
+}
+
+function show(title, ...content) {
+  document.title = `${title} · Meetings admin`;
+  const heading = h("h1", {}, title);
+  main.replaceChildren(heading, ...content);
+  main.focus();
+}
+
+function table(caption, headers, rows, empty) {
+  if (rows.length === 0) return h("p", { class: "hint" }, empty);
+  return h(
+    "table",
+    {},
+    h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col" }, name)))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((cell) => h("td", {}, cell))))),
+  );
+}
+
+function when(seconds) {
+  if (!seconds) return "";
+  return new Date(seconds * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC";
+}
+
+function whenIso(iso) {
+  return iso ? iso.replace("T", " ").slice(0, 19) + " UTC" : "";
+}
+
+function badge(state) {
+  return h("span", { class: `badge ${state}` }, state);
+}
+
+// The admin API --------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(describe(body) || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+class SignedOut extends Error {}
+
+function describe(body) {
+  const errors = body && body.errors;
+  if (Array.isArray(errors)) return errors.join("; ");
+  if (errors && typeof errors === "object") {
+    return Object.entries(errors)
+      .map(([field, messages]) => `${field}: ${[].concat(messages).join(", ")}`)
+      .join("; ");
+  }
+  return "";
+}
+
+async function api(method, path, body, key) {
+  const headers = { "CB-Administration-API-Key": key || sessionStorage.getItem(KEY) || "" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "omit",
+    cache: "no-store",
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (response.status === 401 && !key) {
+    sessionStorage.removeItem(KEY);
+    location.hash = "#/signin";
+    say("The admin key was refused: sign in again.", "error");
+    throw new SignedOut();
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+function query(params) {
+  return Object.entries(params)
+    .filter(([, value]) => value !== "" && value !== undefined && value !== null && value !== 0)
+    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
+    .join("&");
+}
+
+// A recording's signed link, opened on the panel's own origin: the gateway that served the panel
+// also serves downloads, whatever host PUBLIC_BASE_URL names for outside clients.
+function sameOrigin(url) {
+  const parsed = new URL(url, location.href);
+  return parsed.pathname + parsed.search;
+}
+
+// Pages ----------------------------------------------------------------------------------------
+
+function signIn() {
+  const input = h("input", { type: "password", id: "key", name: "key", autocomplete: "off", required: true, spellcheck: "false" });
+  const problem = h("p", { id: "sign-in-error", class: "error", role: "alert" });
+  const form = h(
+    "form",
+    { class: "stack", novalidate: true },
+    h("label", { for: "key" }, "Admin API key", h("span", { class: "hint" }, "From: .venv/bin/meetings-admin service-key admin")),
+    input,
+    problem,
+    h("button", { type: "submit" }, "Sign in"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    problem.textContent = "";
+    const key = input.value.trim();
+    if (!key) {
+      problem.textContent = "Enter the admin API key.";
+      input.focus();
+      return;
+    }
+    try {
+      await api("GET", "/admin/settings/meetings", undefined, key);
+    } catch (error) {
+      problem.textContent =
+        error.status === 401 ? "That key was refused." : `Could not sign in: ${error.message}`;
+      input.focus();
+      return;
+    }
+    sessionStorage.setItem(KEY, key);
+    input.value = "";
+    say("Signed in.", "ok");
+    location.hash = "#/meetings";
+  });
+  show("Sign in", h("p", {}, "Sign in with the operators' admin API key. It is kept in this tab only."), form);
+  input.focus();
+}
+
+function dateToSeconds(value, endOfDay) {
+  if (!value) return 0;
+  const seconds = Date.parse(`${value}T00:00:00Z`) / 1000;
+  return endOfDay ? seconds + 86399 : seconds;
+}
+
+async function meetingsPage(params) {
+  const field = (id, label, type, hint) =>
+    h("label", { for: id }, label, hint ? h("span", { class: "hint" }, hint) : null,
+      h("input", { type, id, name: id, value: params.get(id) || "" }));
+  const form = h(
+    "form",
+    { class: "inline", role: "search", "aria-label": "Search meetings" },
+    field("name", "Name", "search", "part of the name, or an _id"),
+    field("host", "Host", "text", "login or user id"),
+    field("from", "Starts from", "date"),
+    field("to", "Starts until", "date"),
+    h("button", { type: "submit" }, "Search"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    location.hash = `#/meetings?${query(Object.fromEntries(data))}`;
+  });
+  const offset = Number(params.get("offset") || 0);
+  const results = h("div", { "aria-live": "polite" }, h("p", {}, "Loading…"));
+  show("Meetings", form, results);
+  const page = await api(
+    "GET",
+    `/admin/meetings?${query({
+      name: params.get("name") || "",
+      host: params.get("host") || "",
+      start_from: dateToSeconds(params.get("from"), false),
+      start_to: dateToSeconds(params.get("to"), true),
+      limit: PAGE,
+      offset,
+    })}`,
+  );
+  const rows = page.items.map((m) => [
+    h("a", { href: `#/meetings/${encodeURIComponent(m._id)}` }, m.name || "(no name)"),
+    when(m.start_date),
+    h("span", {}, m.host_login, h("span", { class: "hint" }, ` #${m.host_id}`)),
+    String(m.attendees_count),
+    m.record ? "on" : "off",
+    String(m.recordings_count),
+  ]);
+  results.replaceChildren(
+    h("p", { id: "total" }, `${page.total} meeting${page.total === 1 ? "" : "s"} found`),
+    table("Meetings, newest start first", ["Name", "Starts", "Host", "Attendees", "Recording", "Files"], rows, "No meeting matches."),
+    pager(params, offset, page.total, "#/meetings"),
+  );
+}
+
+function pager(params, offset, total, base) {
+  const link = (label, to) => {
+    const next = new URLSearchParams(params);
+    next.set("offset", String(to));
+    return h("a", { href: `${base}?${next}` }, label);
+  };
+  const last = Math.min(offset + PAGE, total);
+  return h(
+    "nav",
+    { class: "pager", "aria-label": "Pages" },
+    offset > 0 ? link("← Previous", Math.max(0, offset - PAGE)) : null,
+    h("span", {}, total ? `${offset + 1}–${last} of ${total}` : ""),
+    last < total ? link("Next →", offset + PAGE) : null,
+  );
+}
+
+function deliveryRows(items, withMeeting) {
+  return items.map((d) => [
+    h("span", { class: "mono" }, d.id),
+    withMeeting && d.meeting_id
+      ? h("a", { href: `#/meetings/${encodeURIComponent(d.meeting_id)}` }, d.meeting_id)
+      : d.topic,
+    badge(d.status),
+    String(d.attempts),
+    d.last_error || "",
+    whenIso(d.status === "sent" ? d.sent_at : d.due_at),
+    d.kind === "webhook"
+      ? h("span", {}, h("span", { class: "mono" }, d.webhook_id), " ", resendButton(d))
+      : d.recipients.map((r) => `${r.email || "(no address)"}: ${r.state}${r.detail ? ` (${r.detail})` : ""}`).join("; "),
+  ]);
+}
+
+function resendButton(delivery) {
+  const button = h("button", { type: "button", class: "secondary", "aria-label": `Re-send delivery ${delivery.id}` }, "Re-send");
+  button.disabled = delivery.status === "sending";
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const again = await api("POST", `/admin/webhooks/deliveries/${encodeURIComponent(delivery.id)}/resend`, {});
+      const copy = again.id !== delivery.id ? ` as delivery ${again.id} (webhook-id ${again.webhook_id})` : "";
+      say(`Delivery ${delivery.id} will be sent again now${copy}.`, "ok");
+      await route();
+    } catch (error) {
+      if (error instanceof SignedOut) return;
+      say(`Could not re-send: ${error.message}`, "error");
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+async function meetingPage(meetingId) {
+  show("Meeting", h("p", {}, "Loading…"));
+  const detail = await api("GET", `/admin/meetings/${encodeURIComponent(meetingId)}`);
+  const m = detail.meeting;
+  const facts = [
+    ["Meeting _id", h("span", { class: "mono" }, m._id)],
+    ["Host", `${detail.host_login} (#${m.host_id}${detail.host_email ? `, ${detail.host_email}` : ""})`],
+    ["Starts", when(m.start_date)],
+    ["Ends", when(m.end_date)],
+    ["Chat dialog", m.chat_dialog_id ? h("span", { class: "mono", id: "chat-dialog" }, m.chat_dialog_id) : "none"],
+    ["Recording", m.record ? "on (the call is being recorded)" : "off"],
+    ["Call ended", detail.call_ended_at ? whenIso(detail.call_ended_at) : "not reported"],
+    ["Public", m.public ? "yes" : "no"],
+    ["Notifications", m.notify ? "on" : "off"],
+  ];
+  const attendees = m.attendees.map((a) =>
+    h("li", {}, [a.id ? `user #${a.id}` : null, a.email || null].filter(Boolean).join(", ")),
+  );
+  const recordings = detail.recordings.map((r) => [
+    whenIso(r.created_at),
+    `${r.duration} s`,
+    `${r.size} MB`,
+    r.participants_ids.join(", "),
+    h("a", { href: sameOrigin(r.download_url), download: "", "aria-label": `Download recording ${r.file_uid}` }, "Download"),
+  ]);
+  const emails = detail.deliveries.filter((d) => d.kind === "email");
+  const hooks = detail.deliveries.filter((d) => d.kind === "webhook");
+  const title = m.name || "(no name)";
+  show(
+    `Meeting: ${title}`,
+    h("p", {}, h("a", { href: "#/meetings" }, "← All meetings")),
+    h("dl", {}, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
+    h("h2", {}, "Attendees"),
+    attendees.length ? h("ul", { id: "attendees" }, attendees) : h("p", { class: "hint" }, "No attendees."),
+    h("h2", {}, "Recordings"),
+    h("p", { class: "hint" }, "Download links are signed and expire; reload the page for fresh ones."),
+    table("Recordings, oldest first", ["Created", "Duration", "Size", "Participants", "File"], recordings, "No recordings."),
+    detail.recordings.length ? deleteRecordings(m._id, detail.recordings.length) : null,
+    h("h2", {}, "Notification emails"),
+    table("Emails", ["Row", "Topic", "Status", "Attempts", "Last error", "Due / sent", "Recipients"], deliveryRows(emails, false), "No emails."),
+    h("h2", {}, "Webhook deliveries"),
+    table("Webhooks", ["Row", "Topic", "Status", "Attempts", "Last error", "Due / sent", "Webhook-id"], deliveryRows(hooks, false), "No webhook deliveries."),
+  );
+}
+
+function deleteRecordings(meetingId, count) {
+  const area = h("div", {});
+  const start = h("button", { type: "button", class: "danger" }, `Delete all ${count} recording${count === 1 ? "" : "s"}…`);
+  start.addEventListener("click", () => {
+    const yes = h("button", { type: "button", class: "danger" }, "Yes, delete them");
+    const no = h("button", { type: "button", class: "secondary" }, "Cancel");
+    const box = h(
+      "div",
+      { class: "confirm", role: "alertdialog", "aria-labelledby": "confirm-text" },
+      h("p", { id: "confirm-text" }, `Delete ${count} recording file${count === 1 ? "" : "s"} of this meeting for good? This cannot be undone.`),
+      yes, " ", no,
+    );
+    no.addEventListener("click", () => {
+      area.replaceChildren(start);
+      start.focus();
+    });
+    yes.addEventListener("click", async () => {
+      yes.disabled = true;
+      try {
+        await api("DELETE", `/admin/meetings/recordings/${encodeURIComponent(meetingId)}`);
+        say("Recordings deleted.", "ok");
+        await route();
+      } catch (error) {
+        if (!(error instanceof SignedOut)) say(`Could not delete: ${error.message}`, "error");
+      }
+    });
+    area.replaceChildren(box);
+    no.focus();
+  });
+  area.append(start);
+  return area;
+}
+
+const SAMPLE_ID = "65f1c0ffee0000000000abcd";
+
+async function settingsPage() {
+  show("Settings", h("p", {}, "Loading…"));
+  const current = await api("GET", "/admin/settings/meetings");
+  const template = h("input", { type: "text", id: "meeting_url_template", name: "meeting_url_template", value: current.meeting_url_template, required: true, "aria-describedby": "preview" });
+  const preview = h("output", { id: "preview", for: "meeting_url_template", class: "mono" });
+  const render = () => {
+    preview.textContent = template.value.includes("%s")
+      ? template.value.replace("%s", SAMPLE_ID)
+      : "(the template needs %s where the meeting _id goes)";
+  };
+  template.addEventListener("input", render);
+  render();
+  const sender = h("input", { type: "text", id: "sender", name: "sender", value: current.sender });
+  const url = h("input", { type: "url", id: "webhook_url", name: "webhook_url", value: current.webhook_url });
+  const enabled = h("input", { type: "checkbox", id: "webhook_enabled", name: "webhook_enabled", checked: current.webhook_enabled });
+  const problem = h("p", { class: "error", role: "alert", id: "settings-error" });
+  const form = h(
+    "form",
+    { class: "stack", "aria-labelledby": "settings-heading" },
+    h("h2", { id: "settings-heading" }, "Meetings"),
+    h("label", { for: "meeting_url_template" }, "Meeting URL template", h("span", { class: "hint" }, "%s is replaced by the meeting _id")),
+    template,
+    h("p", {}, "Preview of a link: ", preview),
+    h("label", { for: "sender" }, "Sender address of notification emails"),
+    sender,
+    h("h2", {}, "Recording webhook"),
+    h("label", { for: "webhook_url" }, "Webhook URL"),
+    url,
+    h("label", { class: "check", for: "webhook_enabled" }, enabled, "Webhook enabled"),
+    current.webhook_disabled_reason ? h("p", { class: "error" }, `Turned off by the service: ${current.webhook_disabled_reason}`) : null,
+    problem,
+    h("button", { type: "submit" }, "Save settings"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    problem.textContent = "";
+    try {
+      await api("PUT", "/admin/settings/meetings", {
+        meeting_url_template: template.value,
+        sender: sender.value,
+        webhook_url: url.value,
+        webhook_enabled: enabled.checked,
+      });
+      say("Settings saved.", "ok");
+    } catch (error) {
+      if (!(error instanceof SignedOut)) problem.textContent = `Not saved: ${error.message}`;
+    }
+  });
+  const shown = h("div", { "aria-live": "polite" });
+  const rotate = h("button", { type: "button", id: "rotate" }, "Rotate the signing secret");
+  rotate.addEventListener("click", async () => {
+    rotate.disabled = true;
+    try {
+      const made = await api("POST", "/admin/settings/meetings/webhook_secret", {});
+      const code = h("code", { id: "new-secret", tabindex: "0" }, made.secret);
+      shown.replaceChildren(
+        h("div", { class: "secret" },
+          h("p", {}, h("strong", {}, "New secret (shown only this once: copy it to the receiver now):")),
+          code,
+          h("p", { class: "hint" }, "The previous secret keeps signing too for a day, so receivers can switch without a gap.")),
+      );
+      code.focus();
+    } catch (error) {
+      if (!(error instanceof SignedOut)) say(`Could not rotate: ${error.message}`, "error");
+    } finally {
+      rotate.disabled = false;
+    }
+  });
+  show(
+    "Settings",
+    form,
+    h("h2", {}, "Webhook signing secret"),
+    h("p", {}, `Secrets signing deliveries now: ${current.webhook_secrets}.`),
+    rotate,
+    shown,
+  );
+}
+
+async function webhooksPage(params) {
+  const offset = Number(params.get("offset") || 0);
+  show("Webhook deliveries", h("p", {}, "Loading…"));
+  const page = await api("GET", `/admin/webhooks/deliveries?${query({ limit: PAGE, offset })}`);
+  show(
+    "Webhook deliveries",
+    h("p", { class: "hint" }, "Re-send: a delivery not sent yet is due again now (same webhook-id); a sent one is sent again as a copy with a new webhook-id."),
+    table("Deliveries, newest first", ["Row", "Meeting", "Status", "Attempts", "Last error", "Due / sent", "Webhook-id"], deliveryRows(page.items, true), "No webhook deliveries yet."),
+    pager(params, offset, page.total, "#/webhooks"),
+  );
+}
+
+// Routing --------------------------------------------------------------------------------------
+
+async function route() {
+  const [path, search] = (location.hash.slice(1) || "/").split("?");
+  const params = new URLSearchParams(search || "");
+  const signedIn = Boolean(sessionStorage.getItem(KEY));
+  document.getElementById("nav").hidden = !signedIn;
+  if (!signedIn || path === "/signin") {
+    if (signedIn) {
+      location.hash = "#/meetings";
+      return;
+    }
+    signIn();
+    return;
+  }
+  try {
+    const meeting = path.match(/^\/meetings\/([^/]+)$/);
+    if (meeting) await meetingPage(decodeURIComponent(meeting[1]));
+    else if (path === "/settings") await settingsPage();
+    else if (path === "/webhooks") await webhooksPage(params);
+    else await meetingsPage(params);
+  } catch (error) {
+    if (error instanceof SignedOut) return;
+    const message = error.status === 404 ? "Not found." : `Something went wrong: ${error.message}`;
+    show("Error", h("p", { class: "error", role: "alert" }, message), h("p", {}, h("a", { href: "#/meetings" }, "Back to meetings")));
+  }
+}
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY);
+  say("Signed out.");
+  location.hash = "#/signin";
+});
+window.addEventListener("hashchange", () => {
+  if (!location.hash.startsWith("#/signin")) say("");
+  route();
+});
+route();

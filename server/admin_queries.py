@@ -1,0 +1,243 @@
+"""What the admin panel shows and does beyond the admin API's basics: meeting search across
+hosts, one meeting's full state, webhook deliveries, and sending a delivery again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import peewee as pw
+
+from server import errors, ids, meetings, outbox, recordings
+from server.database import db
+from server.models import Meeting, MeetingAttendee, User
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MeetingSummary:
+    id: str
+    name: str
+    start_date: int
+    end_date: int
+    host_id: int
+    host_login: str
+    attendees_count: int
+    record: bool
+    recordings_count: int
+
+
+@dataclass(frozen=True)
+class Search:
+    name: str = ""
+    host: str = ""
+    start_from: int = 0
+    start_to: int = 0
+    limit: int = 0
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str | None
+    state: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """An outbox row: a notification email or a webhook delivery."""
+
+    id: int
+    kind: str
+    topic: str
+    meeting_id: str | None
+    status: str
+    attempts: int
+    last_error: str | None
+    due_at: datetime
+    sent_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    webhook_id: str | None
+    recipients: tuple[Recipient, ...]
+
+
+@dataclass(frozen=True)
+class MeetingDetail:
+    meeting: meetings.MeetingView
+    host_login: str
+    host_email: str
+    call_ended_at: datetime | None
+    recordings: list[recordings.RecordingView]
+    deliveries: list[DeliveryView]
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def _limit(limit: int) -> int:
+    if limit > MAX_LIMIT:
+        raise errors.InvalidFields({"limit": [f"must be at most {MAX_LIMIT}"]})
+    return limit or DEFAULT_LIMIT
+
+
+def search_meetings(search: Search) -> Page[MeetingSummary]:
+    """Meetings of every host matching `search`, newest start first (then newest id)."""
+    limit = _limit(search.limit)
+    conditions: list[Any] = [pw.SQL("TRUE")]  # where() needs at least one
+    name = search.name.strip()
+    if name:
+        # strpos, not LIKE: the operator's text is matched as typed (no % or _ wildcards).
+        by_name = pw.fn.strpos(pw.fn.lower(Meeting.name), name.lower()) > 0
+        conditions.append(by_name | (Meeting.id == name.lower()) if ids.is_valid(name) else by_name)
+    host = search.host.strip()
+    if host:
+        by_login = pw.fn.lower(User.login) == host.lower()
+        conditions.append((Meeting.host == int(host)) | by_login if host.isdigit() else by_login)
+    if search.start_from:
+        conditions.append(Meeting.start_date >= search.start_from)
+    if search.start_to:
+        conditions.append(Meeting.start_date <= search.start_to)
+    attendees = MeetingAttendee.select(pw.fn.count(MeetingAttendee.id)).where(
+        MeetingAttendee.meeting == Meeting.id
+    )
+    files = recordings.Recording.select(pw.fn.count(recordings.Recording.id)).where(
+        recordings.Recording.meeting == Meeting.id
+    )
+    selected = Meeting.select().join(User, on=(Meeting.host == User.id)).where(*conditions)
+    rows: Any = (
+        selected.select(
+            Meeting.id,
+            Meeting.name,
+            Meeting.start_date,
+            Meeting.end_date,
+            Meeting.host,
+            User.login,
+            attendees.alias("attendees_count"),
+            Meeting.record,
+            files.alias("recordings_count"),
+        )
+        .order_by(Meeting.start_date.desc(), Meeting.id.desc())
+        .limit(limit)
+        .offset(search.offset)
+        .tuples()
+    )
+    items = [
+        MeetingSummary(
+            id=row[0],
+            name=row[1],
+            start_date=int(row[2]),
+            end_date=int(row[3]),
+            host_id=int(row[4]),
+            host_login=row[5],
+            attendees_count=int(row[6]),
+            record=bool(row[7]),
+            recordings_count=int(row[8]),
+        )
+        for row in rows
+    ]
+    return Page(items, selected.count(), limit, search.offset)
+
+
+def meeting_detail(meeting_id: str) -> MeetingDetail:
+    """One meeting, its host, recordings, and every email and webhook row of it."""
+    row = Meeting.get_or_none(Meeting.id == meeting_id) if ids.is_valid(meeting_id) else None
+    if row is None:
+        raise errors.NotFound()
+    host = User.get_by_id(row.host_id)
+    return MeetingDetail(
+        meeting=meetings.view_of(row),
+        host_login=host.login,
+        host_email=host.email,
+        call_ended_at=row.call_ended_at,
+        recordings=recordings.list_any(meeting_id),
+        deliveries=[_delivery(r) for r in outbox.for_meeting(meeting_id)],
+    )
+
+
+def webhook_deliveries(limit: int, offset: int) -> Page[DeliveryView]:
+    """Webhook deliveries of every meeting, newest first."""
+    limit = _limit(limit)
+    selected = outbox.Outbox.select().where(outbox.Outbox.kind == "webhook")
+    rows = selected.order_by(outbox.Outbox.id.desc()).limit(limit).offset(offset)
+    return Page([_delivery(r) for r in rows], selected.count(), limit, offset)
+
+
+def resend_webhook(row_id: int) -> DeliveryView:
+    """Send a webhook delivery again; returns the row that will carry the new attempt.
+
+    Not sent yet (scheduled, failed, cancelled): the same row is due now, same webhook-id,
+    one more attempt (if it fails it is retried as usual, or fails again at once once the
+    retries are used up). Sent: a copy in a new row with a new webhook-id, since the receiver
+    acknowledged the old id and would rightly drop it as a duplicate. Being sent: refused.
+    """
+    with db.atomic():
+        row = (
+            outbox.Outbox.select()
+            .where(outbox.Outbox.id == row_id, outbox.Outbox.kind == "webhook")
+            .for_update()
+            .first()
+        )
+        if row is None:
+            raise errors.NotFound()
+        if row.status == outbox.SENDING:
+            raise errors.BadRequest("This delivery is being sent right now; try again shortly")
+        if row.status == outbox.SENT:
+            copies = outbox.Outbox.select().where(
+                outbox.Outbox.dedupe_key.startswith(f"{row.dedupe_key}:resend:")
+            )
+            new_id = outbox.enqueue(
+                kind="webhook",
+                topic=row.topic,
+                meeting_id=row.meeting_id,
+                dedupe_key=f"{row.dedupe_key}:resend:{copies.count() + 1}",
+                payload=row.payload,
+                recipients=[],
+            )
+            assert new_id is not None  # the key is new: counted under the row lock
+            return _delivery(outbox.Outbox.get_by_id(new_id))
+        db.execute_sql(
+            "UPDATE outbox SET status = 'scheduled', next_attempt_at = now(),"
+            " version = version + 1, lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = now() WHERE id = %s",
+            (row_id,),
+        )
+        outbox.wake_senders()
+        return _delivery(outbox.Outbox.get_by_id(row_id))
+
+
+def _delivery(row: Any) -> DeliveryView:
+    webhook = row.kind == "webhook"
+    return DeliveryView(
+        id=int(row.id),
+        kind=row.kind,
+        topic=row.topic,
+        meeting_id=row.meeting_id,
+        status=row.status,
+        attempts=int(row.attempts),
+        last_error=row.last_error,
+        due_at=row.next_attempt_at,
+        sent_at=row.sent_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        webhook_id=_webhook_id(row.dedupe_key) if webhook else None,
+        recipients=tuple(
+            Recipient(r.get("email"), r["state"], r.get("detail")) for r in row.recipients or ()
+        ),
+    )
+
+
+def _webhook_id(dedupe_key: str) -> str:
+    # As WebhookSender.deliver names it (tests/admin_panel checks the receiver sees this).
+    return f"msg_{dedupe_key.replace(':', '_')}"

@@ -1,0 +1,93 @@
+"""The admin panel in a real headless browser: Debian's chromium (installed here when missing)
+driven by Playwright, in front of the real Envoy and the real server (tests/gateway fixtures).
+
+One browser for the session; a fresh context (no storage) per test. Screenshots go to
+test-output/admin-panel/ for a reviewer to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from server import supervisor
+from tests.gateway.conftest import _lua_errors_stay_zero, gateway  # noqa: F401
+from tests.notifications.conftest import smtp  # noqa: F401
+from tests.webhooks.conftest import receiver  # noqa: F401
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = supervisor.REPO / "test-output" / "admin-panel"
+# Quiet and self-contained: no GPU, no calls home, no updates or sync in the background.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _install_chromium() -> None:
+    """Debian's chromium, from the distribution's packages (never `playwright install`)."""
+    if CHROMIUM.exists():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        pytest.fail("chromium is missing and there is no apt-get to install it")
+    install = [apt, "install", "-y", "--no-install-recommends", "chromium"]
+    if subprocess.run(install, capture_output=True, check=False).returncode != 0:
+        subprocess.run([apt, "update"], capture_output=True, check=True)
+        subprocess.run(install, capture_output=True, check=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    _install_chromium()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.on(
+        "console",
+        lambda msg: errors.append(f"{msg.text} {msg.location}") if msg.type == "error" else None,
+    )
+    yield opened
+    context.close()
+    # Refused keys show up as failed (401) fetches in the console; anything else is a bug,
+    # CSP violations included.
+    unexpected = [e for e in errors if "401" not in e]
+    assert not unexpected, unexpected
+
+
+def screenshot(page: Page, name: str) -> Path:
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in(page: Page, base: str, key: str) -> None:
+    page.goto(f"{base}/admin/")
+    page.get_by_label("Admin API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Meetings", exact=True).wait_for()
+
+
+def text(page: Page, selector: str) -> Any:
+    return page.locator(selector).text_content()
