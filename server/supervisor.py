@@ -309,6 +309,10 @@ def _announce(settings: Settings, gateway: GatewaySettings) -> None:
         "Ctrl-C stops everything.",
         flush=True,
     )
+    print(
+        f"Admin panel: {base}/admin/  (key: {env}.venv/bin/meetings-admin service-key admin)",
+        flush=True,
+    )
 
 
 def main() -> int:
