@@ -401,6 +401,7 @@ async function settingsPage() {
       if (!(error instanceof SignedOut)) problem.textContent = `Not saved: ${error.message}`;
     }
   });
+  const count = h("p", { id: "secret-count" }, `Secrets signing deliveries now: ${current.webhook_secrets}.`);
   const shown = h("div", { "aria-live": "polite" });
   const rotate = h("button", { type: "button", id: "rotate" }, "Rotate the signing secret");
   rotate.addEventListener("click", async () => {
@@ -415,6 +416,8 @@ async function settingsPage() {
           h("p", { class: "hint" }, "The previous secret keeps signing too for a day, so receivers can switch without a gap.")),
       );
       code.focus();
+      const now = await api("GET", "/admin/settings/meetings");
+      count.textContent = `Secrets signing deliveries now: ${now.webhook_secrets}.`;
     } catch (error) {
       if (!(error instanceof SignedOut)) say(`Could not rotate: ${error.message}`, "error");
     } finally {
@@ -425,7 +428,7 @@ async function settingsPage() {
     "Settings",
     form,
     h("h2", {}, "Webhook signing secret"),
-    h("p", {}, `Secrets signing deliveries now: ${current.webhook_secrets}.`),
+    count,
     rotate,
     shown,
   );
