@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 
 import peewee as pw
 
-from server import errors, ids, meetings, outbox, recordings
+from server import errors, ids, meetings, outbox, recordings, webhook_delivery
 from server.database import db
 from server.models import Meeting, MeetingAttendee, User
 
@@ -231,13 +231,8 @@ def _delivery(row: Any) -> DeliveryView:
         sent_at=row.sent_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
-        webhook_id=_webhook_id(row.dedupe_key) if webhook else None,
+        webhook_id=webhook_delivery.webhook_id(row.dedupe_key) if webhook else None,
         recipients=tuple(
             Recipient(r.get("email"), r["state"], r.get("detail")) for r in row.recipients or ()
         ),
     )
-
-
-def _webhook_id(dedupe_key: str) -> str:
-    # As WebhookSender.deliver names it (tests/admin_panel checks the receiver sees this).
-    return f"msg_{dedupe_key.replace(':', '_')}"

@@ -37,6 +37,11 @@ RETRY_JITTER = 0.2
 RETRY_AFTER_MAX = 86400.0
 
 
+def webhook_id(dedupe_key: str) -> str:
+    """The `webhook-id` of a delivery: stable across its retries, so receivers can drop repeats."""
+    return f"msg_{dedupe_key.replace(':', '_')}"
+
+
 def retry_delay(attempts: int, rand: float, retry_after: float | None = None) -> float | None:
     """Seconds before attempt `attempts + 1`, or None to give up (see RETRY_DELAYS).
 
@@ -209,7 +214,7 @@ class WebhookSender:
         now = clock.now()
         secrets_in_use = config.active_secrets(now)
         body = self.body(payload)
-        message_id = f"msg_{dedupe_key.replace(':', '_')}"
+        message_id = webhook_id(dedupe_key)
         headers = webhooks.headers(secrets_in_use, message_id, int(now.timestamp()), body)
         try:
             response = webhooks.post(config.url, body, headers, self.allowed_networks, self.timeout)
