@@ -53,5 +53,11 @@ lint: setup
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/mypy
 
+# Speed against its own ceilings, in one run (bench/run.py): prints a table and writes
+# bench/results/latest.json. Needs wrk (installed here if missing; as root).
+bench: setup
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(PY) -m bench.run
+
 clean:
 	rm -rf gen $(DESCRIPTOR) $(VENV)

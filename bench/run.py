@@ -1,0 +1,364 @@
+"""`make bench`: the service's speed next to its own ceilings, measured in one run.
+
+    python -m bench.run [--quick] [--out bench/results/latest.json]
+
+Everything runs on 127.0.0.1 against its own PostgreSQL (an embedded one in a temp folder, or
+fresh databases on DATABASE_URL's server). Prints one table and writes the figures as JSON.
+--quick is the smoke-test size (small data, a few hundred requests, seconds in all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from bench import db_ceiling, delivery_bench, grpc_load, list_plan, rest_load, seed, stack
+from bench.grpc_load import Workload
+from server import auth, database, meetings
+
+OPS = ("create", "get", "list", "update")
+TARGETS = {"create": 0.5, "get": 0.7, "list": 0.7, "update": None}
+BENCH_USER = 1  # seeded user 1 ("user1") is the caller of every request
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+@dataclass(frozen=True)
+class Size:
+    concurrency: int
+    seconds: float
+    max_requests: int
+    small: tuple[int, int]  # users, meetings
+    large: tuple[int, int]
+    own_meetings: int
+    reminders: int
+    delivery_timeout: float
+
+
+FULL = Size(16, 5.0, 100_000, (1_000, 10_000), (100_000, 1_000_000), 500, 10_000, 150.0)
+QUICK = Size(16, 1.0, 300, (200, 2_000), (2_000, 20_000), 50, 100, 30.0)
+
+
+def prepare(pg: stack.Postgres, prefix: str, users: int, count: int, own: int) -> dict[str, Any]:
+    """A migrated, seeded database; the bench user hosts `own` seeded meetings (moved a year on,
+    out of the listed window) that get/update pick from. Returns its url, workload, list size."""
+    name = pg.create(prefix)
+    url = pg.url(name)
+    conn = psycopg2.connect(**database.connection_params(url))
+    seed.seed(conn, users, count)
+    ids = [seed.object_id(2, n) for n in range(own)]
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE meetings SET host_id = %s, start_date = start_date + %s,"
+            " end_date = end_date + %s WHERE id = ANY(%s)",
+            (BENCH_USER, seed.YEAR, seed.YEAR, ids),
+        )
+    conn.commit()
+    conn.close()
+    pool = database.connect(url, 4)
+    with pool.connection_context():
+        token = auth.issue_token(f"user{BENCH_USER}", 86400).token
+        caller = auth.authenticate(token)
+        listed = meetings.list_page(caller, list_plan.month_query(), count=False).items
+    pool.close_all()
+    window = list_plan.month_query().conditions
+    work = Workload(
+        token=token,
+        meeting_ids=tuple(ids),
+        list_gte=int(window[0].value),  # type: ignore[arg-type]
+        list_lt=int(window[1].value),  # type: ignore[arg-type]
+    )
+    return {"name": name, "url": url, "work": work, "list_size": len(listed)}
+
+
+def _row(result: Any, cpu: dict[str, float], seconds: float) -> dict[str, Any]:
+    if isinstance(result, grpc_load.LoadResult):
+        p50, p99 = result.percentile(50), result.percentile(99)
+    else:
+        p50, p99 = result.p50_ms, result.p99_ms
+    share = {k: round(100 * v / seconds, 1) if seconds > 0 else 0.0 for k, v in cpu.items()}
+    return {
+        "rps": round(result.rps, 1),
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(p99, 2),
+        "requests": result.requests,
+        "errors": result.errors,
+        "client_cpu_pct": round(result.client_cpu_percent, 1),
+        "cpu_pct": share,
+    }
+
+
+def request_path(
+    s: stack.Stack, work: Workload, size: Size, ops: tuple[str, ...]
+) -> dict[str, Any]:
+    """REST (wrk through Envoy) and native gRPC (through the same Envoy) for each op."""
+    found: dict[str, Any] = {}
+    pids = {"server": s.server_pids, "envoy": [s.envoy_pid]}
+    for op in ops:
+        with stack.cpu_meter(pids) as cpu:
+            started = time.monotonic()
+            rest = rest_load.run(
+                s.gateway, op, work, concurrency=size.concurrency, seconds=size.seconds
+            )
+            elapsed = time.monotonic() - started
+        found[f"rest_{op}"] = _row(rest, cpu, elapsed)
+        with stack.cpu_meter(pids) as cpu:
+            started = time.monotonic()
+            native = grpc_load.run(
+                s.gateway,
+                op,
+                work,
+                concurrency=size.concurrency,
+                seconds=size.seconds,
+                max_requests=size.max_requests,
+            )
+            elapsed = time.monotonic() - started
+        found[f"grpc_{op}"] = _row(native, cpu, elapsed)
+        print(f"  {op}: REST {rest.rps:.0f}/s, gRPC {native.rps:.0f}/s", flush=True)
+    return found
+
+
+def latency(s: stack.Stack, work: Workload, size: Size) -> dict[str, float]:
+    """p50 of get and list one request at a time (no queueing): the scale comparison."""
+    found = {}
+    for op in ("get", "list"):
+        result = grpc_load.run(
+            s.gateway,
+            op,
+            work,
+            concurrency=1,
+            seconds=max(1.0, size.seconds / 2),
+            max_requests=size.max_requests // 10,
+            processes=1,
+        )
+        found[f"{op}_p50_ms"] = round(result.percentile(50), 3)
+        found[f"{op}_p99_ms"] = round(result.percentile(99), 3)
+    return found
+
+
+def database_ceiling(
+    pg: stack.Postgres, db: dict[str, Any], size: Size, workdir: Path
+) -> dict[str, Any]:
+    pool = database.connect(db["url"], 4)
+    found: dict[str, Any] = {}
+    try:
+        for op in OPS:
+            text = db_ceiling.script(pool, op, db["work"])
+            path = Path(__file__).resolve().parent / "results" / f"pgbench_{op}.sql"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            result = db_ceiling.run(
+                path,
+                pg.params(db["name"]),
+                concurrency=size.concurrency,
+                seconds=size.seconds,
+                logdir=workdir / "pgbench",
+            )
+            found[op] = {
+                "rps": round(result.rps, 1),
+                "p50_ms": round(result.p50_ms, 2),
+                "p99_ms": round(result.p99_ms, 2),
+                "statements": text.count(";"),
+                "script": str(path.relative_to(stack.REPO)),
+            }
+            print(f"  {op}: pgbench {result.rps:.0f}/s", flush=True)
+    finally:
+        pool.close_all()
+    return found
+
+
+def delivery(pg: stack.Postgres, db: dict[str, Any], size: Size, workdir: Path) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    with delivery_bench.SmtpSink() as sink:
+        pool = database.connect(db["url"], 4)
+        try:
+            with pool.connection_context():
+                caller = auth.authenticate(db["work"].token)
+            template = delivery_bench.template_reminder(pool, caller, db["work"].attendee_ids)
+            message, sender, to = delivery_bench.rendered_message(pool, template)
+            plain = delivery_bench.plain_smtplib(
+                sink.port, message, sender, to, size.reminders, size.delivery_timeout
+            )
+            found["plain_smtplib"] = {"messages": plain.messages, "rate": round(plain.rate, 1)}
+            print(f"  plain smtplib: {plain.rate:.0f} messages/s", flush=True)
+            for processes in (1, 2):
+                env = {"SMTP_URL": sink.url, "DELIVERY_ENABLED": "true"}
+                with stack.Stack(workdir / f"deliver{processes}", db["url"], processes, env=env):
+                    due = delivery_bench.schedule_copies(
+                        pool, template, size.reminders, f"p{processes}", lead_seconds=3.0
+                    )
+                    result = delivery_bench.wait_delivered(
+                        pool, f"p{processes}", size.reminders, due, size.delivery_timeout
+                    )
+                found[f"processes_{processes}"] = {
+                    "messages": result.messages,
+                    "rate": round(result.rate, 1),
+                    "p50_late_ms": round(result.p50_late_ms, 1),
+                    "p99_late_ms": round(result.p99_late_ms, 1),
+                    "fraction_of_plain": round(result.rate / plain.rate, 3) if plain.rate else 0,
+                }
+                print(
+                    f"  {processes} process(es): {result.rate:.0f} messages/s, "
+                    f"p99 late {result.p99_late_ms:.0f} ms",
+                    flush=True,
+                )
+        finally:
+            pool.close_all()
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke-test size")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    size = QUICK if args.quick else FULL
+    began = time.monotonic()
+    report: dict[str, Any] = {
+        "size": asdict(size),
+        "machine": {"cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }
+    with tempfile.TemporaryDirectory(prefix="meetings-bench-") as tmp:
+        workdir = Path(tmp)
+        pg = stack.Postgres(workdir, os.environ.get("DATABASE_URL"))
+        try:
+            _run(pg, size, workdir, report)
+        finally:
+            pg.close()
+    report["wall_seconds"] = round(time.monotonic() - began, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(render_table(report))
+    print(f"\nwritten: {args.out}  (wall time {report['wall_seconds']} s)")
+    return 0
+
+
+def _run(pg: stack.Postgres, size: Size, workdir: Path, report: dict[str, Any]) -> None:
+    print("seeding", size.small, flush=True)
+    small = prepare(pg, "bench_small", *size.small, size.own_meetings)
+    work: Workload = small["work"]
+    null_env = {"NULL_LIST_SIZE": str(small["list_size"])}
+    null = ("-m", "bench.null_server")
+    quiet = {"DELIVERY_ENABLED": "false"}
+
+    print("framework ceiling (null handlers), 1 process", flush=True)
+    with stack.Stack(workdir / "null1", small["url"], 1, command=null, env=null_env) as s:
+        report["framework_ceiling"] = request_path(s, work, size, OPS)
+    print("service, 1 process", flush=True)
+    with stack.Stack(workdir / "svc1", small["url"], 1, env=quiet) as s:
+        report["service"] = request_path(s, work, size, OPS)
+        report["scale"] = {"small": {"meetings": size.small[1], **latency(s, work, size)}}
+    print("database ceiling (pgbench)", flush=True)
+    report["database_ceiling"] = database_ceiling(pg, small, size, workdir)
+    print("two server processes", flush=True)
+    with stack.Stack(workdir / "null2", small["url"], 2, command=null, env=null_env) as s:
+        report["framework_ceiling_2"] = request_path(s, work, size, ("create", "list"))
+    with stack.Stack(workdir / "svc2", small["url"], 2, env=quiet) as s:
+        report["service_2"] = request_path(s, work, size, ("create", "list"))
+
+    print("seeding", size.large, flush=True)
+    started = time.monotonic()
+    large = prepare(pg, "bench_large", *size.large, size.own_meetings)
+    report["scale"]["seed_seconds"] = round(time.monotonic() - started, 1)
+    with stack.Stack(workdir / "large", large["url"], 1, env=quiet) as s:
+        report["scale"]["large"] = {"meetings": size.large[1], **latency(s, large["work"], size)}
+    sm, lg = report["scale"]["small"], report["scale"]["large"]
+    for op in ("get", "list"):
+        ratio = lg[f"{op}_p50_ms"] / sm[f"{op}_p50_ms"] if sm[f"{op}_p50_ms"] else 0.0
+        report["scale"][f"{op}_ratio"] = round(ratio, 3)
+
+    print("reminder delivery", flush=True)
+    report["delivery"] = delivery(pg, small, size, workdir)
+    report["fractions"] = fractions(report)
+
+
+def fractions(report: dict[str, Any]) -> dict[str, Any]:
+    """Each scenario as a fraction of the lower of its two ceilings (same transport)."""
+    found: dict[str, Any] = {}
+    for op in OPS:
+        db_rps = report["database_ceiling"][op]["rps"]
+        for transport in ("rest", "grpc"):
+            key = f"{transport}_{op}"
+            fw_rps = report["framework_ceiling"][key]["rps"]
+            lower = min(fw_rps, db_rps)
+            value = report["service"][key]["rps"] / lower if lower else 0.0
+            target = TARGETS[op]
+            found[key] = {
+                "lower_ceiling": "framework" if fw_rps <= db_rps else "database",
+                "fraction": round(value, 3),
+                "target": target,
+                "met": None if target is None else value >= target,
+            }
+    for op in ("create", "list"):
+        for transport in ("rest", "grpc"):
+            key = f"{transport}_{op}"
+            one, two = report["service"][key]["rps"], report["service_2"][key]["rps"]
+            found[f"two_processes_{key}"] = {"speedup": round(two / one, 3) if one else 0.0}
+    return found
+
+
+def render_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"{'scenario':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'fw ceil':>9}{'db ceil':>9}"
+        f"{'fraction':>10}{'target':>8}  {'met':<5}{'client cpu':>11}",
+    ]
+    for op in OPS:
+        for transport in ("rest", "grpc"):
+            key = f"{transport}_{op}"
+            row = report["service"][key]
+            frac = report["fractions"][key]
+            target = f"{frac['target']:.0%}" if frac["target"] is not None else "-"
+            met = "-" if frac["met"] is None else ("yes" if frac["met"] else "NO")
+            lines.append(
+                f"{key:<16}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                f"{report['framework_ceiling'][key]['rps']:>9.0f}"
+                f"{report['database_ceiling'][op]['rps']:>9.0f}"
+                f"{frac['fraction']:>10.2f}{target:>8}  {met:<5}{row['client_cpu_pct']:>10.0f}%"
+            )
+    lines.append("")
+    lines.append(
+        f"{'two processes':<16}{'1 proc/s':>9}{'2 proc/s':>9}{'speedup':>9}{'null 2p/s':>10}"
+    )
+    for op in ("create", "list"):
+        for transport in ("rest", "grpc"):
+            key = f"{transport}_{op}"
+            lines.append(
+                f"{key:<16}{report['service'][key]['rps']:>9.0f}"
+                f"{report['service_2'][key]['rps']:>9.0f}"
+                f"{report['fractions'][f'two_processes_{key}']['speedup']:>9.2f}"
+                f"{report['framework_ceiling_2'][key]['rps']:>10.0f}"
+            )
+    scale = report["scale"]
+    lines.append("")
+    lines.append(
+        f"scale (p50, one request at a time): get {scale['small']['get_p50_ms']:.2f} ms at "
+        f"{scale['small']['meetings']:,} meetings vs {scale['large']['get_p50_ms']:.2f} ms at "
+        f"{scale['large']['meetings']:,} = {scale['get_ratio']:.2f}x; list "
+        f"{scale['small']['list_p50_ms']:.2f} vs {scale['large']['list_p50_ms']:.2f} ms = "
+        f"{scale['list_ratio']:.2f}x (target <= 1.5x: "
+        f"{'yes' if scale['list_ratio'] <= 1.5 else 'NO'})"
+    )
+    d = report["delivery"]
+    lines.append(f"delivery: plain smtplib loop {d['plain_smtplib']['rate']:.0f} messages/s")
+    for processes in (1, 2):
+        r = d[f"processes_{processes}"]
+        ok = r["fraction_of_plain"] >= 0.7 and r["p99_late_ms"] < 1000
+        lines.append(
+            f"  {processes} server process(es): {r['messages']} reminders, {r['rate']:.0f}/s "
+            f"({r['fraction_of_plain']:.0%} of plain), lateness p50 {r['p50_late_ms']:.0f} ms, "
+            f"p99 {r['p99_late_ms']:.0f} ms (target >= 70% and p99 < 1 s: "
+            f"{'yes' if ok else 'NO'})"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`make bench` code works: the harness at its smoke-test size writes every section.
+
+Asserts that the figures exist and are positive, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench does it)")
+def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    ops = ("create", "get", "list", "update")
+    for section in ("framework_ceiling", "service"):
+        for op in ops:
+            for transport in ("rest", "grpc"):
+                row = report[section][f"{transport}_{op}"]
+                assert row["rps"] > 0 and row["p50_ms"] > 0 and row["p99_ms"] > 0, (section, op)
+    for section in ("framework_ceiling_2", "service_2"):
+        for key in ("rest_create", "grpc_create", "rest_list", "grpc_list"):
+            assert report[section][key]["rps"] > 0, (section, key)
+    for op in ops:
+        assert report["database_ceiling"][op]["rps"] > 0, op
+        assert report["fractions"][f"grpc_{op}"]["fraction"] > 0, op
+    for scale in ("small", "large"):
+        assert report["scale"][scale]["get_p50_ms"] > 0
+        assert report["scale"][scale]["list_p50_ms"] > 0
+    assert report["scale"]["list_ratio"] > 0
+    delivery = report["delivery"]
+    assert delivery["plain_smtplib"]["rate"] > 0
+    for processes in (1, 2):
+        assert delivery[f"processes_{processes}"]["messages"] == report["size"]["reminders"]
+        assert delivery[f"processes_{processes}"]["rate"] > 0
+    assert "scenario" in result.stdout  # the table was printed
