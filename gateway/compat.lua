@@ -52,8 +52,44 @@ local GENERIC_5XX = {
 
 -- JSON ------------------------------------------------------------------------------------
 
+-- The byte sequence of a valid UTF-8 character starting at i, or nil. Strict, as JSON parsers
+-- are: no overlong forms, no surrogates, nothing above U+10FFFF.
+local function utf8_char(s, i)
+  local c = s:byte(i)
+  if c < 0x80 then return s:sub(i, i) end
+  local len, low, high = 0, 0x80, 0xBF
+  if c >= 0xC2 and c <= 0xDF then len = 2
+  elseif c == 0xE0 then len, low = 3, 0xA0
+  elseif c == 0xED then len, high = 3, 0x9F
+  elseif c >= 0xE1 and c <= 0xEF then len = 3
+  elseif c == 0xF0 then len, low = 4, 0x90
+  elseif c == 0xF4 then len, high = 4, 0x8F
+  elseif c >= 0xF1 and c <= 0xF3 then len = 4
+  else return nil end
+  for k = 1, len - 1 do
+    local b = s:byte(i + k)
+    if b == nil or b < (k == 1 and low or 0x80) or b > (k == 1 and high or 0xBF) then
+      return nil
+    end
+  end
+  return s:sub(i, i + len - 1)
+end
+
+-- `s` with every byte that is not part of valid UTF-8 replaced by U+FFFD: error messages can
+-- echo what a client sent, and the JSON we build from them must stay valid.
+local function valid_utf8(s)
+  if not s:find("[\128-\255]") then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local char = utf8_char(s, i)
+    out[#out + 1] = char or "\239\191\189"
+    i = i + (char and #char or 1)
+  end
+  return table.concat(out)
+end
+
 local function json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
+  return '"' .. valid_utf8(s):gsub('[%c"\\]', function(c)
     if c == '"' then return '\\"' end
     if c == "\\" then return "\\\\" end
     if c == "\n" then return "\\n" end
