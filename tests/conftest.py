@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,24 @@ from psycopg2 import sql
 from meetings.v1 import meetings_pb2_grpc, sessions_pb2_grpc
 from server import app, auth, database, embedded_db, migrations
 from server.settings import Settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each run gets a temp root of its own, not the shared /tmp/pytest-of-<user>: the embedded
+    # PostgreSQL runs as another user and needs to traverse it, and every pytest run resets that
+    # shared folder to mode 0700, which would lock out the servers of a run still going.
+    if not config.option.basetemp:
+        config.option.basetemp = _OWN_BASETEMP.setdefault(
+            "path", tempfile.mkdtemp(prefix="meetings-tests-")
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "path" in _OWN_BASETEMP:  # ours, not a --basetemp the caller chose
+        shutil.rmtree(_OWN_BASETEMP.pop("path"), ignore_errors=True)
+
+
+_OWN_BASETEMP: dict[str, str] = {}
 
 
 @dataclass
