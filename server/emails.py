@@ -239,9 +239,7 @@ def render(
         subtype="calendar",
         params={"method": method, "charset": "utf-8"},
     )
-    message.add_attachment(
-        calendar, maintype="application", subtype="ics", filename="invite.ics"
-    )
+    message.add_attachment(calendar, maintype="application", subtype="ics", filename="invite.ics")
     return message
 
 
