@@ -96,13 +96,14 @@ def template_reminder(db: Any, caller: auth.Caller, attendee_ids: tuple[int, ...
 
 
 def schedule_copies(db: Any, template: int, count: int, tag: str, lead_seconds: float) -> float:
-    """`count` copies of the template row, all due `lead_seconds` from now; returns the due time."""
+    """`count` copies of the template row, all due `lead_seconds` from now; returns the due time.
+    The copies name no meeting (one live reminder per meeting is the rule); they carry it."""
     due = int(time.time() + lead_seconds) + 1
     with db.connection_context():
         db.execute_sql(
             "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients, status,"
             " next_attempt_at)"
-            " SELECT kind, topic, meeting_id, %s || g,"
+            " SELECT kind, topic, NULL, %s || g,"
             " jsonb_set(payload, '{due_at}', to_jsonb(%s)), recipients, 'scheduled',"
             " to_timestamp(%s)"
             " FROM outbox, generate_series(1, %s) AS g WHERE id = %s",
@@ -166,12 +167,11 @@ def plain_smtplib(
     port: int, message: EmailMessage, sender: str, to: list[str], count: int, timeout: float
 ) -> DeliveryResult:
     """The same message `count` times over one connection; bounded by `timeout`."""
-    data = message.as_bytes()
     started = time.monotonic()
     sent = 0
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
         smtp.ehlo()
         while sent < count and time.monotonic() - started < timeout:
-            smtp.sendmail(sender, to, data)
+            smtp.send_message(message, sender, to)
             sent += 1
     return DeliveryResult(sent, time.monotonic() - started, 0.0, 0.0)
