@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,20 @@ from psycopg2 import sql
 from meetings.v1 import meetings_pb2_grpc, sessions_pb2_grpc
 from server import app, auth, database, embedded_db, migrations
 from server.settings import Settings
+
+
+def install_debian_package(package: str, installed: Path) -> None:
+    """Install `package` with apt-get unless `installed` (a file it provides) exists: tests set
+    up what they need on a fresh machine themselves (root there, as in CI)."""
+    if installed.exists():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        pytest.fail(f"{package} is missing and there is no apt-get to install it")
+    command = [apt, "install", "-y", "--no-install-recommends", package]
+    if subprocess.run(command, capture_output=True, check=False).returncode != 0:
+        subprocess.run([apt, "update"], capture_output=True, check=True)
+        subprocess.run(command, capture_output=True, check=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.conftest import install_debian_package
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench does it)")
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+    install_debian_package("wrk", Path("/usr/bin/wrk"))  # the REST load generator
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     result = subprocess.run(

@@ -7,8 +7,6 @@ test-output/admin-panel/ for a reviewer to look at.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from server import supervisor
+from tests.conftest import install_debian_package
 from tests.gateway.conftest import _lua_errors_stay_zero, gateway  # noqa: F401
 from tests.notifications.conftest import smtp  # noqa: F401
 from tests.webhooks.conftest import receiver  # noqa: F401
@@ -34,22 +33,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _install_chromium() -> None:
-    """Debian's chromium, from the distribution's packages (never `playwright install`)."""
-    if CHROMIUM.exists():
-        return
-    apt = shutil.which("apt-get")
-    if apt is None:
-        pytest.fail("chromium is missing and there is no apt-get to install it")
-    install = [apt, "install", "-y", "--no-install-recommends", "chromium"]
-    if subprocess.run(install, capture_output=True, check=False).returncode != 0:
-        subprocess.run([apt, "update"], capture_output=True, check=True)
-        subprocess.run(install, capture_output=True, check=True)
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    _install_chromium()
+    # Debian's chromium, from the distribution's packages (never `playwright install`).
+    install_debian_package("chromium", CHROMIUM)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
