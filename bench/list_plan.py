@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from bench.seed import BASE_START
@@ -24,6 +25,21 @@ class _Capture(logging.Handler):
             self.queries.append((record.msg[0], tuple(record.msg[1] or ())))
 
 
+def capture(action: Callable[[], Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The SQL statements (with parameters) that `action` issues, from Peewee's logger."""
+    handler = _Capture()
+    logger = logging.getLogger("peewee")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        action()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+    return handler.queries
+
+
 def caller_for(user_id: int) -> auth.Caller:
     user = User.get_by_id(user_id)
     return auth.Caller(user.id, user.login, user.email, False, "", clock.now())
@@ -33,17 +49,8 @@ def list_statement(
     caller: auth.Caller, query: meeting_filters.ListQuery
 ) -> tuple[str, tuple[Any, ...]]:
     """Run the service's list once and return the SQL and parameters of its meetings query."""
-    capture = _Capture()
-    logger = logging.getLogger("peewee")
-    previous = logger.level
-    logger.addHandler(capture)
-    logger.setLevel(logging.DEBUG)
-    try:
-        meetings.list_page(caller, query, count=False)
-    finally:
-        logger.removeHandler(capture)
-        logger.setLevel(previous)
-    for sql, params in capture.queries:
+    queries = capture(lambda: meetings.list_page(caller, query, count=False))
+    for sql, params in queries:
         if sql.lstrip().startswith("SELECT") and "UNION" in sql:
             return sql, params
     raise LookupError("the list query was not captured")

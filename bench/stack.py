@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import grpc
 import psycopg2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg2 import sql
 
 from server import database, embedded_db, migrations, supervisor
@@ -96,17 +94,6 @@ class Postgres:
             self._embedded.stop()
 
 
-def _serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 @dataclass
 class Stack:
     """`processes` servers (`command`) and Envoy in front; a context manager."""
@@ -171,7 +158,7 @@ class Stack:
             )
         deadline = time.monotonic() + 60
         for port, child in zip(self.grpc_ports, self.children, strict=True):
-            while not _serving(f"127.0.0.1:{port}"):
+            while not supervisor.grpc_serving(f"127.0.0.1:{port}"):
                 if child.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"server on {port} did not start (see {log.name})")
                 time.sleep(0.1)
@@ -197,7 +184,7 @@ class Stack:
         # Healthy through Envoy a few times in a row: every endpoint has passed its check.
         healthy = 0
         while healthy < 3 * self.processes:
-            healthy = healthy + 1 if _serving(self.gateway) else 0
+            healthy = healthy + 1 if supervisor.grpc_serving(self.gateway) else 0
             if self.children[-1].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("Envoy did not become ready")
             time.sleep(0.05)

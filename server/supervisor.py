@@ -183,7 +183,8 @@ class _Child:
             self.process.wait()
 
 
-def _grpc_serving(address: str) -> bool:
+def grpc_serving(address: str) -> bool:
+    """Whether the gRPC server at `address` reports SERVING (standard health check)."""
     with grpc.insecure_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -265,7 +266,7 @@ def run(
             children.append(_Child(name, process))
         for child, port in zip(children, ports, strict=True):
             address = f"{host}:{port}"
-            child.wait_ready(functools.partial(_grpc_serving, address), deadline, stopping)
+            child.wait_ready(functools.partial(grpc_serving, address), deadline, stopping)
 
         envoy_args = [str(gateway.envoy_bin), "-c", str(config), "-l", gateway.envoy_log_level]
         # No hot restart is used, and without it several gateways can share a host (tests).

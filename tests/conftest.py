@@ -21,8 +21,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from meetings.v1 import meetings_pb2_grpc, sessions_pb2_grpc
-from server import app, auth, database, embedded_db, migrations
+from meetings.v1 import admin_pb2_grpc, meetings_pb2_grpc, sessions_pb2_grpc
+from server import app, auth, database, embedded_db, migrations, service_keys
 from server.settings import Settings
 
 
@@ -203,6 +203,22 @@ def meeting_stub(channel: grpc.Channel) -> meetings_pb2_grpc.MeetingServiceStub:
 @pytest.fixture
 def session_stub(channel: grpc.Channel) -> sessions_pb2_grpc.SessionServiceStub:
     return sessions_pb2_grpc.SessionServiceStub(channel)
+
+
+@pytest.fixture
+def admin_key(db: Any) -> str:
+    """A new admin API key (the previous one stops working)."""
+    return service_keys.issue(service_keys.ADMIN)
+
+
+@pytest.fixture
+def admin(channel: grpc.Channel) -> admin_pb2_grpc.AdminServiceStub:
+    return admin_pb2_grpc.AdminServiceStub(channel)
+
+
+def admin_metadata(key: str) -> tuple[tuple[str, str]]:
+    """The admin API key as gRPC metadata (REST: the CB-Administration-API-Key header)."""
+    return (("cb-administration-api-key", key),)
 
 
 REPO = Path(__file__).resolve().parent.parent

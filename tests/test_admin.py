@@ -5,41 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-import pytest
 
 from meetings.v1 import admin_pb2 as pb
-from meetings.v1 import admin_pb2_grpc
 from server import service_keys, webhooks
 from server.models import Meeting
 from server.recordings import Recording
-from tests.conftest import Account
+from tests.conftest import Account, admin_metadata
 from tests.rpc_helpers import create, field_violations, m_id, meeting_input, rpc_error
 from tests.test_recordings import upload
-
-
-@pytest.fixture
-def admin_key(db: Any) -> str:
-    return service_keys.issue(service_keys.ADMIN)
-
-
-@pytest.fixture
-def admin(channel: grpc.Channel) -> admin_pb2_grpc.AdminServiceStub:
-    return admin_pb2_grpc.AdminServiceStub(channel)
-
-
-def key(value: str) -> tuple[tuple[str, str]]:
-    return (("cb-administration-api-key", value),)
 
 
 def test_admin_key_is_required_and_stored_hashed(
     admin: Any, admin_key: str, accounts: dict[str, Account], db: Any
 ) -> None:
-    for metadata in ((), key("admin_wrong"), key(""), (("cb-token", accounts["host"].token),)):
+    for metadata in (
+        (),
+        admin_metadata("admin_wrong"),
+        admin_metadata(""),
+        (("cb-token", accounts["host"].token),),
+    ):
         error = rpc_error(
             lambda: admin.GetMeetingsSettings(pb.GetMeetingsSettingsRequest(), metadata=metadata)
         )
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert admin.GetMeetingsSettings(pb.GetMeetingsSettingsRequest(), metadata=key(admin_key))
+    assert admin.GetMeetingsSettings(
+        pb.GetMeetingsSettingsRequest(), metadata=admin_metadata(admin_key)
+    )
     stored = db.execute_sql("SELECT key_hash FROM service_keys WHERE name = 'admin'").fetchone()[0]
     assert admin_key not in stored and len(stored) == 64
 
@@ -54,14 +45,14 @@ def test_admin_creates_a_meeting_for_a_user(
                 name="Ops call", start_date=100, end_date=200, user_id=host.user_id
             )
         ),
-        metadata=key(admin_key),
+        metadata=admin_metadata(admin_key),
     )
     assert made.host_id == host.user_id
     assert Meeting.get_by_id(m_id(made)).host_id == host.user_id
     missing = rpc_error(
         lambda: admin.CreateMeeting(
             pb.AdminCreateMeetingRequest(meeting=meeting_input(name="x", start_date=1, end_date=2)),
-            metadata=key(admin_key),
+            metadata=admin_metadata(admin_key),
         )
     )
     assert field_violations(missing) == {"user_id": ["is required: the user who hosts it"]}
@@ -70,7 +61,7 @@ def test_admin_creates_a_meeting_for_a_user(
             pb.AdminCreateMeetingRequest(
                 meeting=meeting_input(name="x", start_date=1, end_date=2, user_id=99999)
             ),
-            metadata=key(admin_key),
+            metadata=admin_metadata(admin_key),
         )
     )
     assert field_violations(unknown) == {"user_id": ["no user has this id"]}
@@ -94,17 +85,19 @@ def test_admin_lists_and_deletes_any_meetings_recordings(
     made = [upload(media, media_key, meeting_id, data=bytes([i]) * 10) for i in range(2)]
     listed = list(
         admin.ListMeetingRecordings(
-            pb.AdminMeetingRecordingsRequest(meeting_id=meeting_id), metadata=key(admin_key)
+            pb.AdminMeetingRecordingsRequest(meeting_id=meeting_id),
+            metadata=admin_metadata(admin_key),
         )
     )
     assert [getattr(r, "_id") for r in listed] == [getattr(r, "_id") for r in made]
     admin.DeleteMeetingRecordings(
-        pb.AdminMeetingRecordingsRequest(meeting_id=meeting_id), metadata=key(admin_key)
+        pb.AdminMeetingRecordingsRequest(meeting_id=meeting_id), metadata=admin_metadata(admin_key)
     )
     assert Recording.select().count() == 0
     error = rpc_error(
         lambda: admin.ListMeetingRecordings(
-            pb.AdminMeetingRecordingsRequest(meeting_id="f" * 24), metadata=key(admin_key)
+            pb.AdminMeetingRecordingsRequest(meeting_id="f" * 24),
+            metadata=admin_metadata(admin_key),
         )
     )
     assert error.code() == grpc.StatusCode.NOT_FOUND
@@ -117,7 +110,7 @@ def test_settings_read_update_and_all_or_nothing(admin: Any, admin_key: str, db:
             webhook_url="https://hooks.example.org/recordings",
             webhook_enabled=True,
         ),
-        metadata=key(admin_key),
+        metadata=admin_metadata(admin_key),
     )
     assert (
         got.meeting_url_template,
@@ -132,26 +125,34 @@ def test_settings_read_update_and_all_or_nothing(admin: Any, admin_key: str, db:
                 sender="not an address",
                 webhook_url="ftp://files.example.org",
             ),
-            metadata=key(admin_key),
+            metadata=admin_metadata(admin_key),
         )
     )
     assert set(field_violations(error)) == {"sender", "webhook_url"}
-    after = admin.GetMeetingsSettings(pb.GetMeetingsSettingsRequest(), metadata=key(admin_key))
+    after = admin.GetMeetingsSettings(
+        pb.GetMeetingsSettingsRequest(), metadata=admin_metadata(admin_key)
+    )
     assert after == got  # nothing changed, not even the valid template
 
 
 def test_rotation_keeps_the_previous_secret_for_a_while(
     admin: Any, admin_key: str, db: Any
 ) -> None:
-    first = admin.RotateWebhookSecret(pb.RotateWebhookSecretRequest(), metadata=key(admin_key))
-    second = admin.RotateWebhookSecret(pb.RotateWebhookSecretRequest(), metadata=key(admin_key))
+    first = admin.RotateWebhookSecret(
+        pb.RotateWebhookSecretRequest(), metadata=admin_metadata(admin_key)
+    )
+    second = admin.RotateWebhookSecret(
+        pb.RotateWebhookSecretRequest(), metadata=admin_metadata(admin_key)
+    )
     assert first.secret.startswith("whsec_") and second.secret != first.secret
     from server import clock
 
     assert webhooks.load().active_secrets(clock.now()) == [second.secret, first.secret]
     third = admin.RotateWebhookSecret(
-        pb.RotateWebhookSecretRequest(previous_valid_seconds=0), metadata=key(admin_key)
+        pb.RotateWebhookSecretRequest(previous_valid_seconds=0), metadata=admin_metadata(admin_key)
     )
     assert webhooks.load().active_secrets(clock.now()) == [third.secret]
-    shown = admin.GetMeetingsSettings(pb.GetMeetingsSettingsRequest(), metadata=key(admin_key))
+    shown = admin.GetMeetingsSettings(
+        pb.GetMeetingsSettingsRequest(), metadata=admin_metadata(admin_key)
+    )
     assert shown.webhook_secrets == 1 and third.secret not in str(shown)

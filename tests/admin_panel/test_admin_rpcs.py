@@ -8,30 +8,15 @@ import time
 from typing import Any
 
 import grpc
-import pytest
 
 from meetings.v1 import admin_pb2 as pb
-from meetings.v1 import admin_pb2_grpc, recordings_pb2_grpc
 from meetings.v1 import recordings_pb2 as rpb
+from meetings.v1 import recordings_pb2_grpc
 from server import admin_queries, outbox, service_keys
 from server.outbox import Outbox
-from tests.conftest import Account
+from tests.conftest import Account, admin_metadata
 from tests.rpc_helpers import create, m_id, rpc_error
 from tests.test_recordings import upload
-
-
-@pytest.fixture
-def admin_key(db: Any) -> str:
-    return service_keys.issue(service_keys.ADMIN)
-
-
-@pytest.fixture
-def admin(channel: grpc.Channel) -> admin_pb2_grpc.AdminServiceStub:
-    return admin_pb2_grpc.AdminServiceStub(channel)
-
-
-def key(value: str) -> tuple[tuple[str, str]]:
-    return (("cb-administration-api-key", value),)
 
 
 def names(page: pb.AdminMeetingPage) -> list[str]:
@@ -52,10 +37,17 @@ def test_every_new_rpc_needs_the_admin_key(
         ),
     ]
     for call in calls:
-        for metadata in ((), key("admin_wrong"), (("cb-token", accounts["host"].token),)):
+        for metadata in (
+            (),
+            admin_metadata("admin_wrong"),
+            (("cb-token", accounts["host"].token),),
+        ):
             error = rpc_error(functools.partial(call, metadata))
             assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert admin.SearchMeetings(pb.SearchMeetingsRequest(), metadata=key(admin_key)).total == 0
+    assert (
+        admin.SearchMeetings(pb.SearchMeetingsRequest(), metadata=admin_metadata(admin_key)).total
+        == 0
+    )
 
 
 def test_search_filters_and_paging(
@@ -74,7 +66,7 @@ def test_search_filters_and_paging(
         made[name] = m_id(
             create(meeting_stub, who, name=name, start_date=1000 * (i + 1), end_date=99999)
         )
-    md = key(admin_key)
+    md = admin_metadata(admin_key)
 
     def search(**fields: Any) -> pb.AdminMeetingPage:
         page: pb.AdminMeetingPage = admin.SearchMeetings(
@@ -130,7 +122,7 @@ def test_meeting_detail_shows_recordings_and_deliveries(
         rpb.EndCallRequest(meeting_id=meeting_id), metadata=(("cb-service-key", media_key),)
     )
     detail = admin.GetMeetingDetail(
-        pb.GetMeetingDetailRequest(meeting_id=meeting_id), metadata=key(admin_key)
+        pb.GetMeetingDetailRequest(meeting_id=meeting_id), metadata=admin_metadata(admin_key)
     )
     assert detail.meeting.name == "Detailed" and detail.host_login == "host"
     assert detail.host_email == "host@example.com"
@@ -152,7 +144,7 @@ def test_meeting_detail_shows_recordings_and_deliveries(
             functools.partial(
                 admin.GetMeetingDetail,
                 pb.GetMeetingDetailRequest(meeting_id=missing),
-                metadata=key(admin_key),
+                metadata=admin_metadata(admin_key),
             )
         )
         assert error.code() == grpc.StatusCode.NOT_FOUND
@@ -180,7 +172,7 @@ def test_deliveries_newest_first_and_resend(
     failed = _webhook_row(meeting_id, 1, "failed")
     sent = _webhook_row(meeting_id, 2, "sent")
     sending = _webhook_row(meeting_id, 3, "sending")
-    md = key(admin_key)
+    md = admin_metadata(admin_key)
     page = admin.ListWebhookDeliveries(pb.ListWebhookDeliveriesRequest(), metadata=md)
     assert [d.id for d in page.items] == [str(sending), str(sent), str(failed)]
     assert page.total == 3 and page.items[2].last_error == "HTTP 500: an error"
