@@ -12,7 +12,7 @@ import smtplib
 import threading
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -144,7 +144,7 @@ def wait_delivered(db: Any, tag: str, count: int, due: float, timeout: float) ->
     )
 
 
-def rendered_message(db: Any, template: int) -> tuple[EmailMessage, str, list[str]]:
+def rendered_message(db: Any, template: int) -> tuple[Message, str, list[str]]:
     """The template reminder rendered as the delivery loop renders it."""
     with db.connection_context():
         payload, recipients = db.execute_sql(
@@ -164,7 +164,7 @@ def rendered_message(db: Any, template: int) -> tuple[EmailMessage, str, list[st
 
 
 def plain_smtplib(
-    port: int, message: EmailMessage, sender: str, to: list[str], count: int, timeout: float
+    port: int, message: Message, sender: str, to: list[str], count: int, timeout: float
 ) -> DeliveryResult:
     """The same message `count` times over one connection; bounded by `timeout`."""
     started = time.monotonic()

