@@ -74,3 +74,18 @@ def test_health_follows_a_database_outage(tmp_path: Path) -> None:
         pool.close_all()
         pg.cleanup()
         database.db.initialize(session_pool)  # the rest of the session's tests use it
+
+
+def test_server_reflection_lists_the_services(grpc_server: app.Service) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}") as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+        assert set(app.SERVICE_NAMES) <= services
+        assert "grpc.health.v1.Health" in services
+        # A client can learn a method's messages from the server alone (what grpcurl does).
+        found = ProtoReflectionDescriptorDatabase(channel).FindFileContainingSymbol(
+            "meetings.v1.MeetingService")
+        assert "CreateMeeting" in {m.name for m in found.service[0].method}
