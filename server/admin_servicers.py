@@ -50,7 +50,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def ListMeetingRecordings(
         self, request: pb.AdminMeetingRecordingsRequest, context: Context, caller: None
     ) -> Iterable[recordings_pb2.Recording]:
-        return [self._links.to_pb(v) for v in recordings.list_any(request.meeting_id)]
+        return self._links.to_pbs(recordings.list_any(request.meeting_id))
 
     @rpc(credential=grpc_errors.ADMIN)
     def DeleteMeetingRecordings(
@@ -136,7 +136,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             host_login=found.host_login,
             host_email=found.host_email,
             call_ended_at=_iso(found.call_ended_at),
-            recordings=[self._links.to_pb(view) for view in found.recordings],
+            recordings=self._links.to_pbs(list(found.recordings)),
             deliveries=[_delivery_to_pb(view) for view in found.deliveries],
         )
 

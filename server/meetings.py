@@ -79,7 +79,7 @@ def create(caller: auth.Caller, patch: MeetingPatch) -> MeetingView:
             created_at=now,
             updated_at=now,
         )
-        _replace_attendees(meeting_id, patch.attendees)
+        _insert_attendees(meeting_id, patch.attendees)
         if patch.chat:
             row.chat_dialog_id = chat.create(
                 meeting_id, patch.name, _occupants(caller.user_id, patch.attendees)
@@ -267,6 +267,10 @@ def _conditions(query: meeting_filters.ListQuery) -> list[Any]:
 
 def _replace_attendees(meeting_id: str, attendees: Iterable[Attendee]) -> None:
     MeetingAttendee.delete().where(MeetingAttendee.meeting == meeting_id).execute()
+    _insert_attendees(meeting_id, attendees)
+
+
+def _insert_attendees(meeting_id: str, attendees: Iterable[Attendee]) -> None:
     rows = [
         {
             "meeting": meeting_id,

@@ -43,8 +43,9 @@ class RecordingLinks:
         self._base = settings.public_base_url
         self._ttl = settings.download_link_ttl_seconds
 
-    def to_pb(self, view: recordings.RecordingView) -> pb.Recording:
-        return recording_to_pb(view, recordings.download_url(self._base, view.id, self._ttl))
+    def to_pbs(self, views: list[recordings.RecordingView]) -> list[pb.Recording]:
+        urls = recordings.download_urls(self._base, (view.id for view in views), self._ttl)
+        return [recording_to_pb(view, url) for view, url in zip(views, urls, strict=True)]
 
 
 class RecordingService(recordings_pb2_grpc.RecordingServiceServicer):
@@ -56,7 +57,7 @@ class RecordingService(recordings_pb2_grpc.RecordingServiceServicer):
     def ListRecordings(
         self, request: pb.ListRecordingsRequest, context: Context, caller: auth.Caller
     ) -> Iterable[pb.Recording]:
-        return [self._links.to_pb(v) for v in recordings.list_for(caller, request.meeting_id)]
+        return self._links.to_pbs(recordings.list_for(caller, request.meeting_id))
 
     @rpc(credential=grpc_errors.NONE, live=True)
     def DownloadRecording(
@@ -114,7 +115,7 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
         view = recordings.ingest(
             self._storage, metadata, self._chunks(request_iterator), self._max_bytes
         )
-        return self._links.to_pb(view)
+        return self._links.to_pbs([view])[0]
 
     @staticmethod
     def _chunks(messages: Iterator[pb.UploadRecordingRequest]) -> Iterator[bytes]:

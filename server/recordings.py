@@ -219,9 +219,10 @@ def end_call(meeting_id: str) -> None:
         raise errors.NotFound()
 
 
-def download_url(base_url: str, recording_id: str, ttl_seconds: int) -> str:
+def download_urls(base_url: str, recording_ids: Iterable[str], ttl_seconds: int) -> list[str]:
+    """A signed, expiring link for each recording (one read of the signing secret for all)."""
     secret = service_keys.secret(service_keys.DOWNLOAD_SIGNING)
-    return download_links.make_url(base_url, secret, recording_id, ttl_seconds)
+    return [download_links.make_url(base_url, secret, rid, ttl_seconds) for rid in recording_ids]
 
 
 def open_download(recording_id: str, expires: int, signature: str) -> Download:

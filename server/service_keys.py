@@ -71,9 +71,12 @@ def check(kind: str, given: str | None) -> None:
 
 def secret(name: str) -> bytes:
     """A server-side secret, made (once, race-free) on first use."""
-    (
-        ServiceSecret.insert(name=name, value=secrets.token_hex(32), created_at=clock.now())
-        .on_conflict_ignore()
-        .execute()
-    )
-    return bytes.fromhex(ServiceSecret.get_by_id(name).value)
+    row = ServiceSecret.get_or_none(ServiceSecret.name == name)
+    if row is None:
+        (
+            ServiceSecret.insert(name=name, value=secrets.token_hex(32), created_at=clock.now())
+            .on_conflict_ignore()
+            .execute()
+        )
+        row = ServiceSecret.get_by_id(name)
+    return bytes.fromhex(row.value)

@@ -189,13 +189,10 @@ class WebhookSender:
 
     def body(self, payload: dict[str, Any]) -> bytes:
         found = recordings.by_ids(payload["recording_ids"])
-        records = [
-            recording_json(
-                view,
-                recordings.download_url(self.public_base_url, view.id, self.link_ttl_seconds),
-            )
-            for view in found
-        ]
+        urls = recordings.download_urls(
+            self.public_base_url, (view.id for view in found), self.link_ttl_seconds
+        )
+        records = [recording_json(view, url) for view, url in zip(found, urls, strict=True)]
         document = {
             "meeting": payload["meeting"],
             "hostUser": payload["hostUser"],
