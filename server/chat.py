@@ -5,17 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from server import clock, ids
+from server.database import db
 from server.models import ChatDialog, ChatDialogOccupant
 
 
-def create(meeting_id: str, name: str, occupant_ids: Iterable[int]) -> str:
-    """Create the meeting's dialog (call inside the meeting's transaction); returns its id."""
+def create(
+    meeting_id: str, name: str, occupant_ids: Iterable[int], dialog_id: str | None = None
+) -> str:
+    """Create the meeting's dialog (call inside the meeting's transaction); returns its id.
+
+    One statement writes the dialog and its occupants (it runs on every create with chat)."""
+    dialog_id = dialog_id or ids.new_id()
     now = clock.now()
-    dialog = ChatDialog.create(
-        id=ids.new_id(), meeting=meeting_id, name=name, created_at=now, updated_at=now
+    db.execute_sql(
+        "WITH dialog AS (INSERT INTO chat_dialogs (id, meeting_id, name, created_at, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING id)"
+        " INSERT INTO chat_dialog_occupants (dialog_id, user_id)"
+        " SELECT dialog.id, occupant FROM dialog, unnest(%s::integer[]) AS occupant",
+        (dialog_id, meeting_id, name, now, now, sorted(set(occupant_ids))),
     )
-    _insert_occupants(dialog.id, set(occupant_ids))
-    return str(dialog.id)
+    return dialog_id
 
 
 def sync(dialog_id: str, name: str, occupant_ids: Iterable[int]) -> None:

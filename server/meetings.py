@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,12 +15,14 @@ from server import (
     ids,
     meeting_filters,
     meeting_input,
+    meeting_rows,
     notifications,
     recording_control,
 )
 from server.database import db
 from server.meeting_input import Attendee, MeetingPatch, NotifyBefore, Timezone
-from server.models import Meeting, MeetingAttendee, RecordingEvent
+from server.meeting_rows import MeetingRow
+from server.models import MeetingAttendee, RecordingEvent
 
 
 @dataclass(frozen=True)
@@ -52,60 +53,57 @@ class Page:
     total: int
 
 
-def normalize_email(email: str | None) -> str | None:
-    email = (email or "").strip().lower()
-    return email or None
+normalize_email = meeting_rows.normalize_email
 
 
 def create(caller: auth.Caller, patch: MeetingPatch) -> MeetingView:
     meeting_input.validate(patch, creating=True)
     now = clock.now()
-    meeting_id = ids.new_id()
+    row = MeetingRow(
+        id=ids.new_id(),
+        name=patch.name,
+        start_date=int(patch.start_date),
+        end_date=int(patch.end_date),
+        host_id=caller.user_id,
+        record=patch.record,
+        public=patch.public,
+        scheduled=patch.scheduled,
+        notify=patch.notify,
+        notify_before_metric=patch.notify_before.metric if patch.notify_before else None,
+        notify_before_value=patch.notify_before.value if patch.notify_before else None,
+        timezone_offset=patch.timezone.offset if patch.timezone else None,
+        timezone_name=patch.timezone.name if patch.timezone else None,
+        # The dialog's id is known before the meeting is written: one INSERT, no UPDATE after.
+        chat_dialog_id=ids.new_id() if patch.chat else None,
+        created_at=now,
+        updated_at=now,
+        version=1,
+        attendees=patch.attendees,
+    )
     with db.atomic():
-        row = Meeting.create(
-            id=meeting_id,
-            name=patch.name,
-            start_date=int(patch.start_date),
-            end_date=int(patch.end_date),
-            host=caller.user_id,
-            record=patch.record,
-            public=patch.public,
-            scheduled=patch.scheduled,
-            notify=patch.notify,
-            notify_before_metric=patch.notify_before.metric if patch.notify_before else None,
-            notify_before_value=patch.notify_before.value if patch.notify_before else None,
-            timezone_offset=patch.timezone.offset if patch.timezone else None,
-            timezone_name=patch.timezone.name if patch.timezone else None,
-            created_at=now,
-            updated_at=now,
-        )
-        _insert_attendees(meeting_id, patch.attendees)
-        if patch.chat:
-            row.chat_dialog_id = chat.create(
-                meeting_id, patch.name, _occupants(caller.user_id, patch.attendees)
+        meeting_rows.insert(row)
+        if row.chat_dialog_id is not None:
+            chat.create(
+                row.id, row.name, _occupants(caller.user_id, row.attendees), row.chat_dialog_id
             )
-            row.save(only=[Meeting.chat_dialog_id])
         if patch.record:
-            _record_event(meeting_id, "start", now)
-        view = _view(row, patch.attendees)
+            _record_event(row.id, "start", now)
+        view = _view(row, row.attendees)
         notifications.meeting_created(view)
         return view
 
 
 def get(caller: auth.Caller, meeting_id: str) -> MeetingView:
     row = _visible_row(caller, meeting_id)
-    return _view(row, _attendees_of([row.id])[row.id])
+    return _view(row, row.attendees)
 
 
 def list_page(caller: auth.Caller, query: meeting_filters.ListQuery, *, count: bool) -> Page:
     """The caller's meetings (hosted or attended) matching `query`, ordered by start, then id."""
-    selected = Meeting.select().where(Meeting.id.in_(_mine(caller)), *_conditions(query))
-    rows = list(
-        selected.order_by(Meeting.start_date, Meeting.id).limit(query.limit).offset(query.offset)
-    )
-    attendees = _attendees_of([row.id for row in rows])
-    items = [_view(row, attendees[row.id]) for row in rows]
-    total = selected.count() if count else len(items)
+    email = normalize_email(caller.email)
+    rows = meeting_rows.list_for(caller.user_id, email, query.conditions, query.limit, query.offset)
+    items = [_view(row, row.attendees) for row in rows]
+    total = meeting_rows.count_for(caller.user_id, email, query.conditions) if count else len(items)
     return Page(items=items, limit=query.limit, offset=query.offset, total=total)
 
 
@@ -115,7 +113,7 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
         row = _visible_row(caller, meeting_id, for_update=True)
         if row.host_id != caller.user_id:
             raise errors.PermissionDenied("Only the host can change this meeting")
-        before = _view(row, _attendees_of([row.id])[row.id])
+        before = _view(row, row.attendees)
         meeting_input.validate(
             patch,
             creating=False,
@@ -140,23 +138,21 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
             tz = patch.timezone
             row.timezone_offset = tz.offset if tz else None
             row.timezone_name = tz.name if tz else None
-        if "attendees" in present:
-            _replace_attendees(row.id, patch.attendees)
-            attendees = patch.attendees
-        else:
-            attendees = _attendees_of([row.id])[row.id]
+        if "attendees" in present and patch.attendees != row.attendees:
+            meeting_rows.replace_attendees(row.id, patch.attendees)
+            row.attendees = patch.attendees
 
         wants_chat = patch.chat if "chat" in present else row.chat_dialog_id is not None
-        occupants = _occupants(row.host_id, attendees)
+        occupants = _occupants(row.host_id, row.attendees)
         if wants_chat and row.chat_dialog_id is None:
             row.chat_dialog_id = chat.create(row.id, row.name, occupants)
-        elif wants_chat:
+        elif wants_chat and row.chat_dialog_id is not None:
             chat.sync(row.chat_dialog_id, row.name, occupants)
         elif row.chat_dialog_id is not None:
             chat.delete(row.chat_dialog_id)
             row.chat_dialog_id = None
 
-        if _view(row, attendees) == before:
+        if _view(row, row.attendees) == before:
             # Nothing changed (an empty update, or the meeting echoed back): no new version,
             # no updated_at, no emails. The transaction undoes any rewrite of equal rows.
             transaction.rollback()
@@ -165,8 +161,8 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
             _record_event(row.id, "start" if row.record else "stop", now)
         row.updated_at = now
         row.version += 1
-        row.save()
-        after = _view(row, attendees)
+        meeting_rows.save(row)
+        after = _view(row, row.attendees)
         notifications.meeting_updated(before, after)
         return after
 
@@ -176,9 +172,8 @@ def delete(caller: auth.Caller, meeting_id: str) -> None:
         row = _visible_row(caller, meeting_id, for_update=True)
         if row.host_id != caller.user_id:
             raise errors.PermissionDenied("Only the host can delete this meeting")
-        notifications.meeting_deleted(_view(row, _attendees_of([row.id])[row.id]))
-        # Attendees and the chat dialog go with it (ON DELETE CASCADE).
-        row.delete_instance()
+        notifications.meeting_deleted(_view(row, row.attendees))
+        meeting_rows.delete(row.id)
 
 
 def view_of(row: Any) -> MeetingView:
@@ -186,103 +181,34 @@ def view_of(row: Any) -> MeetingView:
     return _view(row, _attendees_of([row.id])[row.id])
 
 
-def _visible_row(caller: auth.Caller, meeting_id: str, *, for_update: bool = False) -> Any:
+def _visible_row(caller: auth.Caller, meeting_id: str, *, for_update: bool = False) -> MeetingRow:
     """The meeting if the caller may see it; the same NotFound whether it exists or not."""
     if not ids.is_valid(meeting_id):
         raise errors.NotFound()
-    query = Meeting.select().where(Meeting.id == meeting_id)
-    if for_update:
-        query = query.for_update()
-    row = query.first()
+    row = meeting_rows.fetch(meeting_id, for_update=for_update)
     if row is None:
         raise errors.NotFound()
-    if row.host_id == caller.user_id or row.public or _attends(caller, meeting_id):
+    if row.host_id == caller.user_id or row.public or _attends(caller, row.attendees):
         return row
     raise errors.NotFound()
+
+
+def _attends(caller: auth.Caller, attendees: Iterable[Attendee]) -> bool:
+    """Listed by user id, or by an email that matches the caller's account email."""
+    email = normalize_email(caller.email)
+    return any(
+        a.id == caller.user_id or (email is not None and normalize_email(a.email) == email)
+        for a in attendees
+    )
 
 
 def require_participant(caller: auth.Caller, meeting_id: str) -> None:
     """NotFound unless the caller hosts or attends the meeting (public does not count)."""
     if not ids.is_valid(meeting_id):
         raise errors.NotFound()
-    row = Meeting.select(Meeting.host).where(Meeting.id == meeting_id).first()
-    if row is None or (row.host_id != caller.user_id and not _attends(caller, meeting_id)):
+    row = meeting_rows.fetch(meeting_id)
+    if row is None or (row.host_id != caller.user_id and not _attends(caller, row.attendees)):
         raise errors.NotFound()
-
-
-def _attends(caller: auth.Caller, meeting_id: str) -> bool:
-    who = MeetingAttendee.user_id == caller.user_id
-    email = normalize_email(caller.email)
-    if email:
-        who = who | (MeetingAttendee.email_norm == email)
-    return bool(MeetingAttendee.select().where(MeetingAttendee.meeting == meeting_id, who).exists())
-
-
-def _mine(caller: auth.Caller) -> Any:
-    """Ids of the meetings the caller hosts or attends: a UNION of three index scans."""
-    ids_query = Meeting.select(Meeting.id).where(Meeting.host == caller.user_id) | (
-        MeetingAttendee.select(MeetingAttendee.meeting_id).where(
-            MeetingAttendee.user_id == caller.user_id
-        )
-    )
-    email = normalize_email(caller.email)
-    if email:
-        ids_query = ids_query | MeetingAttendee.select(MeetingAttendee.meeting_id).where(
-            MeetingAttendee.email_norm == email
-        )
-    return ids_query
-
-
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq,
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-    "ne": operator.ne,
-    "in": lambda column, values: column.in_(values),
-    "nin": lambda column, values: column.not_in(values),
-}
-
-
-def _conditions(query: meeting_filters.ListQuery) -> list[Any]:
-    columns = {
-        "start_date": Meeting.start_date,
-        "end_date": Meeting.end_date,
-        "created_at": Meeting.created_at,
-        "updated_at": Meeting.updated_at,
-        "scheduled": Meeting.scheduled,
-        "_id": Meeting.id,
-    }
-    result = []
-    for condition in query.conditions:
-        value: Any = condition.value
-        if condition.field in meeting_filters.NUMBER_FIELDS:
-            value = tuple(int(v) for v in value) if isinstance(value, tuple) else int(value)
-        if isinstance(value, tuple):
-            value = list(value)
-        result.append(_COMPARE[condition.op](columns[condition.field], value))
-    return result
-
-
-def _replace_attendees(meeting_id: str, attendees: Iterable[Attendee]) -> None:
-    MeetingAttendee.delete().where(MeetingAttendee.meeting == meeting_id).execute()
-    _insert_attendees(meeting_id, attendees)
-
-
-def _insert_attendees(meeting_id: str, attendees: Iterable[Attendee]) -> None:
-    rows = [
-        {
-            "meeting": meeting_id,
-            "position": position,
-            "user_id": attendee.id,
-            "email": attendee.email,
-            "email_norm": normalize_email(attendee.email),
-        }
-        for position, attendee in enumerate(attendees)
-    ]
-    if rows:
-        MeetingAttendee.insert_many(rows).execute()
 
 
 def _attendees_of(meeting_ids: list[str]) -> dict[str, tuple[Attendee, ...]]:

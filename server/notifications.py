@@ -47,6 +47,8 @@ def reminder_due_at(view: meetings.MeetingView) -> datetime | None:
 
 
 def meeting_created(view: meetings.MeetingView) -> None:
+    if not view.notify:
+        return  # no invitation, and no reminder (a new meeting has none to cancel)
     host, attendees = _resolve(view)
     info = _info(view, host, attendees)
     if view.notify:
@@ -55,6 +57,10 @@ def meeting_created(view: meetings.MeetingView) -> None:
 
 
 def meeting_updated(before: meetings.MeetingView, after: meetings.MeetingView) -> None:
+    if not before.notify and not after.notify:
+        # Nothing to send, and no reminder to re-plan: the change that turned notify off
+        # cancelled it in its own transaction (a reminder is only live while notify is on).
+        return
     host, attendees = _resolve(after)
     info = _info(after, host, attendees)
     everyone = [host, *attendees]
