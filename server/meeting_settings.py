@@ -1,7 +1,7 @@
 """Meeting settings kept in the database, so that operators change them without a restart.
 
-The delivery loop reads them on every pass: a new meeting URL template or sender address
-applies to the next email sent, on every replica.
+The delivery loop rereads them every second (`delivery.SWEEP_SECONDS`): a new meeting URL
+template or sender address applies to the emails sent from then on, on every replica.
 """
 
 from __future__ import annotations

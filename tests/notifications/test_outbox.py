@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -177,3 +178,50 @@ def test_the_loop_outlives_a_killed_database_connection(
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def _row_id(message_id: str) -> int:
+    """The outbox id in a Message-ID (`<key.ID@domain>`)."""
+    found = re.search(r"\.(\d+)@", message_id)
+    assert found is not None
+    return int(found.group(1))
+
+
+def test_a_row_changed_while_the_one_before_it_is_sent_is_not_sent(
+    db: Any, accounts: dict[str, Account], smtp: SmtpServer, deliverer: delivery.Deliverer
+) -> None:
+    # One pass claims all three; the check of each row rides on the record of the one before.
+    host = auth.authenticate(accounts["host"].token)
+    for _ in range(3):
+        meetings.create(host, patch(notify_before=None))
+    first, second, third = (r["id"] for r in outbox_rows(db))
+    smtp.hold_at = 1
+    sender = threading.Thread(target=deliverer.run_once)
+    sender.start()
+    assert smtp.holding.wait(10)
+    with db.connection_context():
+        outbox.cancel(second, "changed while the first was being sent")
+    smtp.release.set()
+    sender.join(timeout=10)
+    assert not sender.is_alive()
+
+    assert [_row_id(r.message_id) for r in smtp.received] == [first, third]
+    statuses = {r["id"]: r["status"] for r in outbox_rows(db)}
+    assert statuses == {first: "sent", second: "cancelled", third: "sent"}
+
+
+def test_many_rows_in_one_batch_each_go_out_once(
+    db: Any, accounts: dict[str, Account], smtp: SmtpServer, deliverer: delivery.Deliverer
+) -> None:
+    # More rows than fit in one claim, with some that cannot be sent in between.
+    host = auth.authenticate(accounts["host"].token)
+    for _ in range(delivery.BATCH_SIZE + 5):
+        meetings.create(host, patch(notify_before=None))
+    ids = [r["id"] for r in outbox_rows(db)]
+    with db.connection_context():
+        for row_id in ids[3::10]:
+            outbox.cancel(row_id, "changed")
+    assert deliver_all(deliverer) == len(ids) - len(ids[3::10])
+    sent = sorted(_row_id(r.message_id) for r in smtp.received)
+    assert sent == sorted(set(ids) - set(ids[3::10]))
+    assert {r["status"] for r in outbox_rows(db)} == {"sent", "cancelled"}
