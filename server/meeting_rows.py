@@ -52,7 +52,7 @@ _INSERT = (
     f"INSERT INTO meetings ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
 )
 _UPDATE = f"UPDATE meetings SET {', '.join(c + ' = %s' for c in _UPDATABLE)} WHERE id = %s"
-_INSERT_ATTENDEE = "(%s, %s, %s, %s, %s)"
+_ATTENDEE_ROW = "(%s::integer, %s::integer, %s::text, %s::text)"
 
 # What list filters may compare (field -> column) and how (op -> SQL).
 FILTER_COLUMNS = {
@@ -177,9 +177,18 @@ def count_for(user_id: int, email: str | None, conditions: Sequence[Condition]) 
 
 
 def insert(row: MeetingRow) -> None:
-    """Insert the meeting and its attendees (inside the caller's transaction)."""
-    db.execute_sql(_INSERT, row.values(_COLUMNS))
-    insert_attendees(row.id, row.attendees)
+    """Insert the meeting and its attendees, in one statement (one round trip)."""
+    if not row.attendees:
+        db.execute_sql(_INSERT, row.values(_COLUMNS))
+        return
+    values, params = _attendee_values(row.attendees)
+    db.execute_sql(
+        f"WITH meeting AS ({_INSERT} RETURNING id)"
+        " INSERT INTO meeting_attendees (meeting_id, position, user_id, email, email_norm)"
+        " SELECT meeting.id, a.position, a.user_id, a.email, a.email_norm"
+        f" FROM meeting, (VALUES {values}) AS a (position, user_id, email, email_norm)",
+        (*row.values(_COLUMNS), *params),
+    )
 
 
 def save(row: MeetingRow) -> None:
@@ -195,14 +204,21 @@ def delete(meeting_id: str) -> None:
 def insert_attendees(meeting_id: str, attendees: Sequence[Attendee]) -> None:
     if not attendees:
         return
-    params: list[Any] = []
-    for position, a in enumerate(attendees):
-        params += [meeting_id, position, a.id, a.email, normalize_email(a.email)]
+    values, params = _attendee_values(attendees)
     db.execute_sql(
         "INSERT INTO meeting_attendees (meeting_id, position, user_id, email, email_norm)"
-        f" VALUES {', '.join([_INSERT_ATTENDEE] * len(attendees))}",
-        params,
+        " SELECT %s, a.position, a.user_id, a.email, a.email_norm"
+        f" FROM (VALUES {values}) AS a (position, user_id, email, email_norm)",
+        (meeting_id, *params),
     )
+
+
+def _attendee_values(attendees: Sequence[Attendee]) -> tuple[str, list[Any]]:
+    """A VALUES list of (position, user_id, email, email_norm) rows, typed (NULLs included)."""
+    params: list[Any] = []
+    for position, a in enumerate(attendees):
+        params += [position, a.id, a.email, normalize_email(a.email)]
+    return ", ".join([_ATTENDEE_ROW] * len(attendees)), params
 
 
 def replace_attendees(meeting_id: str, attendees: Sequence[Attendee]) -> None:
