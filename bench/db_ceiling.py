@@ -3,7 +3,9 @@
 The statements are captured from the service itself (Peewee's logger, as bench.list_plan
 does) while it runs the operation in-process, authentication included, and written as pgbench
 scripts: the meeting id becomes a `\\set` variable (an id of a seeded meeting, or a fresh one for
-create); a transaction the service opens (db.atomic) becomes BEGIN ... COMMIT.
+create); a transaction the service opens (db.atomic) becomes BEGIN ... COMMIT. The service
+runs these statements prepared (server.database.execute_prepared), so pgbench does too
+(`-M prepared`).
 """
 
 from __future__ import annotations
@@ -78,11 +80,14 @@ def script(db: Any, op: str, work: Workload) -> str:
         new_id = result.id
         head = ["\\set n random(1, 1000000000000000)"]
         lines = [
-            line.replace(f"'{new_id}'", "('0b' || lpad(to_hex(:n), 22, '0'))") for line in lines
+            line.replace(f"'{new_id}'", "('0b' || lpad(to_hex(:n::bigint), 22, '0'))")
+            for line in lines
         ]
     else:
         seeded = f"'{work.meeting_ids[0]}'"
-        lines = [line.replace(seeded, "('02' || lpad(to_hex(:n), 22, '0'))") for line in lines]
+        lines = [
+            line.replace(seeded, "('02' || lpad(to_hex(:n::bigint), 22, '0'))") for line in lines
+        ]
     if op in _BEGIN_OPS and not any(line.upper().startswith("BEGIN") for line in lines):
         lines = ["BEGIN;", *lines, "COMMIT;"]
     return "\n".join(head + lines) + "\n"
@@ -117,6 +122,8 @@ def run(
     args = [
         str(pgbench_binary()),
         "-n",
+        "-M",
+        "prepared",
         f"-c{concurrency}",
         "-j2",
         f"-T{duration}",

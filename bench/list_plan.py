@@ -22,7 +22,11 @@ class _Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if isinstance(record.msg, tuple) and len(record.msg) == 2:
-            self.queries.append((record.msg[0], tuple(record.msg[1] or ())))
+            sql = record.msg[0]
+            # A prepared statement is logged as written too (server.database.execute_prepared):
+            # keep that, not the PREPARE/EXECUTE that carry it.
+            if not sql.startswith(("PREPARE ", "EXECUTE ", "DEALLOCATE ")):
+                self.queries.append((sql, tuple(record.msg[1] or ())))
 
 
 def capture(action: Callable[[], Any]) -> list[tuple[str, tuple[Any, ...]]]:

@@ -15,7 +15,7 @@ import argon2
 import peewee
 
 from server import clock, errors, ids, meeting_input
-from server.database import db
+from server.database import db, execute_prepared
 from server.models import Session, User
 
 _hasher = argon2.PasswordHasher()
@@ -161,7 +161,7 @@ def authenticate(token: str | None) -> Caller:
     """The caller for a session token; Unauthenticated if missing, unknown or expired."""
     if not token or len(token) > 512:
         raise errors.Unauthenticated()
-    cursor = db.execute_sql(_AUTHENTICATE, (token_hash(token), clock.now()))
+    cursor = execute_prepared(_AUTHENTICATE, (token_hash(token), clock.now()))
     row = cursor.fetchone()
     if row is None:
         raise errors.Unauthenticated()

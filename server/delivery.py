@@ -75,9 +75,7 @@ def _in_connection(work: Callable[[], _T]) -> _T:
 
 def _pending(job: outbox.Claimed) -> list[str]:
     """The addresses this attempt sends to: those not yet delivered or refused."""
-    return [
-        r["email"] for r in job.recipients if r["state"] == outbox.PENDING and r.get("email")
-    ]
+    return [r["email"] for r in job.recipients if r["state"] == outbox.PENDING and r.get("email")]
 
 
 def _summary(problems: dict[str, str]) -> str:

@@ -44,16 +44,12 @@ class Outcome:
 
 
 class Mailer(Protocol):
-    def prepare(
-        self, message: Message, sender: str, recipients: Sequence[str]
-    ) -> Message | bytes:
+    def prepare(self, message: Message, sender: str, recipients: Sequence[str]) -> Message | bytes:
         """What `send` is given for this message: the work that can be done ahead of it
         (the delivery loop does it in another thread while the previous message is sent)."""
         ...
 
-    def send(
-        self, message: Message | bytes, sender: str, recipients: Sequence[str]
-    ) -> Outcome: ...
+    def send(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Outcome: ...
 
     def close(self) -> None: ...
 
@@ -137,9 +133,7 @@ class SmtpMailer:
             self._smtp = self._connect()
         return self._smtp
 
-    def prepare(
-        self, message: Message, sender: str, recipients: Sequence[str]
-    ) -> Message | bytes:
+    def prepare(self, message: Message, sender: str, recipients: Sequence[str]) -> Message | bytes:
         """The message as SMTP carries it (CRLF line ends), as `smtplib.send_message` makes it:
         flattening took a sixth of each delivery. Left to `send_message` when an address is
         not ASCII (SMTPUTF8 then depends on what the server says it supports)."""
@@ -149,9 +143,7 @@ class SmtpMailer:
             email.generator.BytesGenerator(buffer).flatten(message, linesep="\r\n")
             return buffer.getvalue()
 
-    def send(
-        self, message: Message | bytes, sender: str, recipients: Sequence[str]
-    ) -> Outcome:
+    def send(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Outcome:
         outcome = Outcome()
         recipients = list(recipients)
         try:
@@ -214,14 +206,10 @@ class MailSink:
             (directory / sub).mkdir(parents=True, exist_ok=True)
         self._box = mailbox.Maildir(directory, create=False)
 
-    def prepare(
-        self, message: Message, sender: str, recipients: Sequence[str]
-    ) -> Message | bytes:
+    def prepare(self, message: Message, sender: str, recipients: Sequence[str]) -> Message | bytes:
         return message
 
-    def send(
-        self, message: Message | bytes, sender: str, recipients: Sequence[str]
-    ) -> Outcome:
+    def send(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Outcome:
         # The envelope, which the headers alone do not tell (as a local delivery agent writes it).
         envelope = f"Return-Path: <{sender}>\nDelivered-To: {', '.join(recipients)}\n"
         if isinstance(message, bytes):

@@ -5,6 +5,7 @@ Peewee query costs more CPU than PostgreSQL spends running it (make bench profil
 Python per get, three quarters of it in query compilation). A meeting is read together with its
 attendees (a `json_agg` sub-select) in one round trip. Parameters always travel separately;
 the only text put together at run time is column names and operators from fixed tables here.
+They run as prepared statements (server.database.execute_prepared).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from server.database import db
+from server.database import execute_prepared
 from server.meeting_filters import NUMBER_FIELDS, Condition
 from server.meeting_input import Attendee
 
@@ -112,7 +113,7 @@ def _row(values: Sequence[Any]) -> MeetingRow:
 
 def fetch(meeting_id: str, *, for_update: bool = False) -> MeetingRow | None:
     """The meeting with its attendees (locked until the transaction ends if `for_update`)."""
-    cursor = db.execute_sql(_BY_ID_FOR_UPDATE if for_update else _BY_ID, (meeting_id,))
+    cursor = execute_prepared(_BY_ID_FOR_UPDATE if for_update else _BY_ID, (meeting_id,))
     found = cursor.fetchone()
     return None if found is None else _row(found)
 
@@ -161,7 +162,7 @@ def list_for(
     mine, params = _mine(user_id, email, conditions)
     clauses, more = _where(conditions, "m.")
     where = " AND ".join([mine, *clauses])
-    cursor = db.execute_sql(
+    cursor = execute_prepared(
         f"{_SELECT} WHERE {where} ORDER BY m.start_date, m.id LIMIT %s OFFSET %s",
         (*params, *more, limit, offset),
     )
@@ -172,17 +173,17 @@ def count_for(user_id: int, email: str | None, conditions: Sequence[Condition]) 
     mine, params = _mine(user_id, email, conditions)
     clauses, more = _where(conditions, "m.")
     where = " AND ".join([mine, *clauses])
-    cursor = db.execute_sql(f"SELECT count(*) FROM meetings m WHERE {where}", (*params, *more))
+    cursor = execute_prepared(f"SELECT count(*) FROM meetings m WHERE {where}", (*params, *more))
     return int(cursor.fetchone()[0])
 
 
 def insert(row: MeetingRow) -> None:
     """Insert the meeting and its attendees, in one statement (one round trip)."""
     if not row.attendees:
-        db.execute_sql(_INSERT, row.values(_COLUMNS))
+        execute_prepared(_INSERT, row.values(_COLUMNS))
         return
     values, params = _attendee_values(row.attendees)
-    db.execute_sql(
+    execute_prepared(
         f"WITH meeting AS ({_INSERT} RETURNING id)"
         " INSERT INTO meeting_attendees (meeting_id, position, user_id, email, email_norm)"
         " SELECT meeting.id, a.position, a.user_id, a.email, a.email_norm"
@@ -193,19 +194,19 @@ def insert(row: MeetingRow) -> None:
 
 def save(row: MeetingRow) -> None:
     """Write back the row's updatable columns (not its attendees)."""
-    db.execute_sql(_UPDATE, (*row.values(_UPDATABLE), row.id))
+    execute_prepared(_UPDATE, (*row.values(_UPDATABLE), row.id))
 
 
 def delete(meeting_id: str) -> None:
     # Attendees and the chat dialog go with it (ON DELETE CASCADE).
-    db.execute_sql("DELETE FROM meetings WHERE id = %s", (meeting_id,))
+    execute_prepared("DELETE FROM meetings WHERE id = %s", (meeting_id,))
 
 
 def insert_attendees(meeting_id: str, attendees: Sequence[Attendee]) -> None:
     if not attendees:
         return
     values, params = _attendee_values(attendees)
-    db.execute_sql(
+    execute_prepared(
         "INSERT INTO meeting_attendees (meeting_id, position, user_id, email, email_norm)"
         " SELECT %s, a.position, a.user_id, a.email, a.email_norm"
         f" FROM (VALUES {values}) AS a (position, user_id, email, email_norm)",
@@ -222,7 +223,7 @@ def _attendee_values(attendees: Sequence[Attendee]) -> tuple[str, list[Any]]:
 
 
 def replace_attendees(meeting_id: str, attendees: Sequence[Attendee]) -> None:
-    db.execute_sql("DELETE FROM meeting_attendees WHERE meeting_id = %s", (meeting_id,))
+    execute_prepared("DELETE FROM meeting_attendees WHERE meeting_id = %s", (meeting_id,))
     insert_attendees(meeting_id, attendees)
 
 
