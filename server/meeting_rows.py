@@ -108,7 +108,7 @@ assert tuple(f.name for f in fields(MeetingRow))[:-1] == _COLUMNS
 
 def _row(values: Sequence[Any]) -> MeetingRow:
     attendees = tuple(Attendee(id=a[0], email=a[1]) for a in values[-1])
-    return MeetingRow(**dict(zip(_COLUMNS, values, strict=False)), attendees=attendees)
+    return MeetingRow(*values[:-1], attendees)  # type: ignore[call-arg]  # _COLUMNS order
 
 
 def fetch(meeting_id: str, *, for_update: bool = False) -> MeetingRow | None:
