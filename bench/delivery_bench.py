@@ -144,6 +144,19 @@ def wait_delivered(db: Any, tag: str, count: int, due: float, timeout: float) ->
     )
 
 
+def discard_unsent(db: Any, tag: str) -> int:
+    """Cancel the copies still unsent after a run (it timed out), so that the next run does not
+    deliver them; returns how many there were."""
+    with db.connection_context():
+        cursor = db.execute_sql(
+            "UPDATE outbox SET status = 'cancelled', version = version + 1,"
+            " last_error = 'benchmark run over' WHERE dedupe_key LIKE %s"
+            " AND status NOT IN ('sent', 'failed', 'cancelled')",
+            (f"{PREFIX}:{tag}:%",),
+        )
+        return int(cursor.rowcount)
+
+
 def rendered_message(db: Any, template: int) -> tuple[Message, str, list[str]]:
     """The template reminder rendered as the delivery loop renders it."""
     with db.connection_context():

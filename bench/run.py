@@ -258,8 +258,10 @@ def delivery(pg: stack.Postgres, db: dict[str, Any], size: Size, workdir: Path) 
                     result = delivery_bench.wait_delivered(
                         pool, f"p{processes}", size.reminders, due, size.delivery_timeout
                     )
+                    unsent = delivery_bench.discard_unsent(pool, f"p{processes}")
                 found[f"processes_{processes}"] = {
                     "messages": result.messages,
+                    "unsent_at_timeout": unsent,
                     "rate": round(result.rate, 1),
                     "p50_late_ms": round(result.p50_late_ms, 1),
                     "p99_late_ms": round(result.p99_late_ms, 1),

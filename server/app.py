@@ -163,7 +163,7 @@ def main() -> int:
     if url is None:
         embedded = embedded_db.EmbeddedPostgres(settings.data_dir)
         url = embedded.url()
-    pool = database.connect(url, settings.db_pool_size)
+    pool = database.connect(url, settings.db_pool_size, prepared=settings.db_prepared_statements)
     migrations.migrate(pool)
 
     service = Service(settings, url, pool, delivery_thread(settings, url))

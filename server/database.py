@@ -78,8 +78,10 @@ def execute_prepared(sql: str, params: Sequence[Any] = ()) -> Any:
     return db.execute_sql(f"EXECUTE {name}{arguments}", params)
 
 
-def connect(url: str, max_connections: int) -> PooledPostgresqlDatabase:
-    """Open the process's pool (lazily: connections are made on first use) and bind the models."""
+def connect(url: str, max_connections: int, *, prepared: bool = True) -> PooledPostgresqlDatabase:
+    """Open the process's pool (lazily: connections are made on first use) and bind the models.
+
+    `prepared`: whether execute_prepared prepares statements (else it runs them as they are)."""
     params = connection_params(url)
     name = params.pop("database")
     database = _Pool(
@@ -88,7 +90,7 @@ def connect(url: str, max_connections: int) -> PooledPostgresqlDatabase:
         # Seconds a caller waits for a free connection before MaxConnectionsExceeded.
         timeout=10,
         stale_timeout=300,
-        connection_factory=_Connection,
+        connection_factory=_Connection if prepared else connection,
         **params,
     )
     db.initialize(database)

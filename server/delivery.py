@@ -3,11 +3,13 @@
 One runs in every server process (a thread); any number of them share one database. A pass
 (`run_once`, which tests drive step by step) claims a batch with FOR UPDATE SKIP LOCKED and a
 lease, and for each row checks that it is unchanged since the claim, sends, and records the
-outcome; the record of one row and the check of the next are one statement, so a message costs
-one database round trip. `run` repeats passes until stopped, sleeping until the next row falls
-due or a NOTIFY says that one was written, and never dies of an error. A sender that crashes leaves
-its rows leased; the lease runs out and another sender takes them over (at-least-once: the
-message being sent at the crash may go out twice).
+outcome. The record of one row and the check of the next are one statement, so a message costs
+one database round trip; while it commits, the next message goes to the SMTP server all but its
+end of data, which is sent once the record is on disk and the check has passed. `run` repeats
+passes until stopped, sleeping until the next row falls due or a NOTIFY says that one was
+written, and never dies of an error. A sender that crashes leaves its rows leased; the lease
+runs out and another sender takes them over (at-least-once: the message being sent at the crash
+may go out twice).
 """
 
 from __future__ import annotations
@@ -179,7 +181,7 @@ class Deliverer:
         self.sweep_seconds = sweep_seconds
         self._config: meeting_settings.MeetingSettings | None = None
         self._swept_at = float("-inf")
-        # Commits a record while this thread renders the next email (see `_record`).
+        # Commits a record while this thread renders and begins the next email (`_record`).
         self._recorder: ThreadPoolExecutor | None = None
         self._rand = rand
         self._listener = _Listener(listen_params) if listen_params is not None else None
@@ -217,17 +219,18 @@ class Deliverer:
         """Deliver claimed rows in order; on stop, hand back the rows not attempted.
 
         Each record also fences the next row (one round trip per message), and while it
-        commits the next email is rendered (see `_record`).
+        commits the next email is rendered and handed to the mailer all but its last step
+        (see `_record`, `mailer.SmtpMailer.begin`).
         """
         checked: bool | None = None  # whether jobs[position] is still ours, if known
-        prepared: Future[Message | bytes] | None = None  # jobs[position]'s email, if rendered
+        prepared: Future[mailer.Sending] | None = None  # jobs[position]'s email, if begun
         for position, job in enumerate(jobs):
             if self._stop.is_set():
                 # Shutting down: hand back what was not attempted, for another replica.
                 outbox.release(jobs[position:])
                 break
             following = jobs[position + 1] if position + 1 < len(jobs) else None
-            ahead: list[Future[Message | bytes]] = []
+            ahead: list[Future[mailer.Sending]] = []
             meanwhile: Callable[[], None] | None = None
             if following is not None and following.kind == "email":
                 meanwhile = functools.partial(self._prepare_into, ahead, following, config)
@@ -258,14 +261,19 @@ class Deliverer:
 
     def _prepare_into(
         self,
-        out: list[Future[Message | bytes]],
+        out: list[Future[mailer.Sending]],
         job: outbox.Claimed,
         config: meeting_settings.MeetingSettings,
     ) -> None:
-        """`_prepare`, its result or error kept (appended to `out`) for when the row is sent."""
-        done: Future[Message | bytes] = Future()
+        """The row's email rendered and begun (all but its last step, so nothing is delivered
+        yet), or the error, kept (appended to `out`) for when the row is sent or dropped."""
+        pending = _pending(job)
+        if not pending:
+            return
+        done: Future[mailer.Sending] = Future()
         try:
-            done.set_result(self._prepare(job, config))
+            message = self._prepare(job, config)
+            done.set_result(self.mailer.begin(message, config.sender_address, pending))
         except Exception as exc:
             done.set_exception(exc)
         out.append(done)
@@ -322,8 +330,11 @@ class Deliverer:
             recorded, ours = record()
         else:
             # The commit waits for the disk with the GIL released: the record thread waits
-            # for it while this thread renders the next email (the other way round, the
-            # rendering would hold up this thread's many short SMTP waits for the GIL).
+            # for it while this thread renders the next email and sends it all but its final
+            # dot (the other way round, the rendering would hold up this thread's many short
+            # SMTP waits for the GIL). The dot goes only once this record is on disk and the
+            # next row is known to be still ours: one message at most is ever delivered but
+            # not recorded.
             pending_record = self._record_thread().submit(_in_connection, record)
             meanwhile()
             recorded, ours = pending_record.result()
@@ -336,15 +347,17 @@ class Deliverer:
         *,
         checked: bool | None = None,
         following: outbox.Claimed | None = None,
-        prepared: Future[Message | bytes] | None = None,
+        prepared: Future[mailer.Sending] | None = None,
         meanwhile: Callable[[], None] | None = None,
     ) -> bool | None:
         """Send one claimed row and record the outcome; returns whether `following` is still
-        ours (None when that was not checked)."""
+        ours (None when that was not checked). `prepared`: the row's email, begun."""
         if job.kind == "webhook":
             return self._deliver_webhook(job, checked, following, meanwhile)
         pending = _pending(job)
         if not self._still_ours(job, checked):
+            if prepared is not None and prepared.exception() is None:
+                prepared.result().abandon()  # begun while its row was checked: not delivered
             log.info("outbox row changed after its claim: not sent", extra={"outbox_id": job.id})
             return None
         if not pending:
@@ -358,8 +371,11 @@ class Deliverer:
                 meanwhile=meanwhile,
             )[1]
         try:
-            message = prepared.result() if prepared is not None else self._prepare(job, config)
-            outcome = self.mailer.send(message, config.sender_address, pending)
+            if prepared is not None:
+                outcome = prepared.result().finish()
+            else:
+                message = self._prepare(job, config)
+                outcome = self.mailer.send(message, config.sender_address, pending)
         except Exception as exc:
             log.exception("email could not be built or sent", extra={"outbox_id": job.id})
             outcome = mailer.Outcome(temporary=dict.fromkeys(pending, f"internal error: {exc}"))

@@ -16,10 +16,12 @@ import email.generator
 import io
 import logging
 import mailbox
+import re
 import smtplib
+import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -43,15 +45,57 @@ class Outcome:
     permanent: dict[str, str] = field(default_factory=dict)
 
 
+class Sending(Protocol):
+    """A message handed over all but its last step: nothing is delivered until `finish`."""
+
+    def finish(self) -> Outcome: ...
+
+    def abandon(self) -> None:
+        """Drop the message: it is not delivered."""
+        ...
+
+
 class Mailer(Protocol):
     def prepare(self, message: Message, sender: str, recipients: Sequence[str]) -> Message | bytes:
         """What `send` is given for this message: the work that can be done ahead of it
-        (the delivery loop does it in another thread while the previous message is sent)."""
+        (the delivery loop does it while the previous message's record commits)."""
         ...
 
-    def send(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Outcome: ...
+    def begin(
+        self, message: Message | bytes, sender: str, recipients: Sequence[str]
+    ) -> Sending: ...
+
+    def send(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Outcome:
+        """`begin`, then `finish`."""
+        ...
 
     def close(self) -> None: ...
+
+
+@dataclass
+class _Known:
+    """A message whose outcome was settled before its last step (refused, or not sent)."""
+
+    outcome: Outcome
+
+    def finish(self) -> Outcome:
+        return self.outcome
+
+    def abandon(self) -> None:
+        pass
+
+
+class _Later:
+    """A message sent whole by `finish` (what cannot be split, such as a Maildir write)."""
+
+    def __init__(self, send: Callable[[], Outcome]) -> None:
+        self._send = send
+
+    def finish(self) -> Outcome:
+        return self._send()
+
+    def abandon(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -101,6 +145,8 @@ class SmtpMailer:
         self.target = target
         self._smtp: smtplib.SMTP | None = None
         self._last_used = 0.0
+        # The message held before its final dot, if any (see `begin`).
+        self._open: _OpenData | None = None
 
     def _connect(self) -> smtplib.SMTP:
         t = self.target
@@ -111,6 +157,10 @@ class SmtpMailer:
         else:
             smtp = smtplib.SMTP(t.host, t.port, timeout=t.timeout)
         try:
+            # The end of a message's data (see `begin`) is a small write after a large one:
+            # with Nagle's algorithm it would wait for the server's delayed ACK (~40 ms).
+            if smtp.sock is not None:
+                smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo()
             if t.security == "starttls":
                 smtp.starttls(context=context)
@@ -144,56 +194,180 @@ class SmtpMailer:
             return buffer.getvalue()
 
     def send(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Outcome:
-        outcome = Outcome()
+        return self.begin(message, sender, recipients).finish()
+
+    def begin(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Sending:
+        """The SMTP transaction up to, not including, the end of its data (the final dot):
+        the server delivers nothing before `finish` sends it, and drops the message if the
+        connection closes first (`abandon`). The delivery loop does this while the record of
+        the previous message commits, and still has at most one message delivered but not
+        recorded at any time. A message that is not flattened yet (see `prepare`) is sent
+        whole by `finish`."""
         recipients = list(recipients)
+        if self._open is not None:
+            self._open.abandon()  # never left half-sent by a failed pass
+        if not isinstance(message, bytes):
+            return _Later(lambda: self._send_message(message, sender, recipients))
         try:
             smtp = self._connection()
         except (OSError, smtplib.SMTPException) as exc:
-            # Whatever the reply (even a 5xx greeting or login refusal), it is about the server
-            # or our configuration, not the message: retried.
-            self.close()
-            reason = f"cannot connect to {self.target.host}:{self.target.port}: {exc}"
-            outcome.temporary.update(dict.fromkeys(recipients, reason))
-            return outcome
-        refused: dict[str, tuple[int, bytes]] = {}
+            return _Known(self._cannot_connect(exc, recipients))
         try:
-            if isinstance(message, bytes):
-                refused = smtp.sendmail(sender, recipients, message)
-            else:
-                refused = smtp.send_message(message, from_addr=sender, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients  # every recipient refused; the connection is still good
-        except smtplib.SMTPResponseException as exc:
+            refused = _open_data(smtp, sender, recipients, message)
+        except Exception as exc:
+            return _Known(self._failed(exc, recipients))
+        finally:
+            self._last_used = time.monotonic()
+        self._open = _OpenData(self, smtp, recipients, refused)
+        return self._open
+
+    def _send_message(self, message: Message, sender: str, recipients: list[str]) -> Outcome:
+        try:
+            smtp = self._connection()
+        except (OSError, smtplib.SMTPException) as exc:
+            return self._cannot_connect(exc, recipients)
+        try:
+            refused = smtp.send_message(message, from_addr=sender, to_addrs=recipients)
+        except Exception as exc:
+            return self._failed(exc, recipients)
+        finally:
+            self._last_used = time.monotonic()
+        return _delivered(recipients, refused)
+
+    def _cannot_connect(self, exc: Exception, recipients: list[str]) -> Outcome:
+        # Whatever the reply (even a 5xx greeting or login refusal), it is about the server
+        # or our configuration, not the message: retried.
+        self.close()
+        reason = f"cannot connect to {self.target.host}:{self.target.port}: {exc}"
+        return Outcome(temporary=dict.fromkeys(recipients, reason))
+
+    def _failed(self, exc: Exception, recipients: list[str]) -> Outcome:
+        """The outcome of an SMTP exchange that raised (as smtplib.sendmail raises)."""
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            # Every recipient refused; the connection is still good.
+            return _delivered(recipients, exc.recipients)
+        if isinstance(exc, smtplib.SMTPResponseException):
             # Refused as a whole (MAIL FROM or DATA); 421 means the server is hanging up.
             if exc.smtp_code == 421:
                 self.close()
-            permanent = 500 <= exc.smtp_code < 600
-            target = outcome.permanent if permanent else outcome.temporary
+            outcome = Outcome()
+            target = outcome.permanent if 500 <= exc.smtp_code < 600 else outcome.temporary
             target.update(dict.fromkeys(recipients, _reply(exc.smtp_code, exc.smtp_error)))
             return outcome
-        except (OSError, smtplib.SMTPException) as exc:
+        if isinstance(exc, (OSError, smtplib.SMTPException)):
             self.close()
             reason = f"connection to {self.target.host}:{self.target.port} failed: {exc}"
-            outcome.temporary.update(dict.fromkeys(recipients, reason))
-            return outcome
-        finally:
-            self._last_used = time.monotonic()
-        for address in recipients:
-            if address in refused:
-                code, text = refused[address]
-                target = outcome.permanent if 500 <= code < 600 else outcome.temporary
-                target[address] = _reply(code, text)
-            else:
-                outcome.delivered.append(address)
-        return outcome
+            return Outcome(temporary=dict.fromkeys(recipients, reason))
+        raise exc
 
     def close(self) -> None:
+        self._open = None
         if self._smtp is not None:
             try:
                 self._smtp.quit()
             except (OSError, smtplib.SMTPException):
                 self._smtp.close()
             self._smtp = None
+
+    def _drop(self) -> None:
+        """Close without QUIT: in the middle of a message's data, QUIT would be data too."""
+        self._open = None
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+
+def _open_data(
+    smtp: smtplib.SMTP, sender: str, recipients: list[str], message: bytes
+) -> dict[str, tuple[int, bytes]]:
+    """MAIL, RCPT and DATA, then the message without its final dot, as smtplib.sendmail does
+    them (same options, same exceptions); returns the refused recipients."""
+    smtp.ehlo_or_helo_if_needed()
+    options = [f"size={len(message)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+    code, reply = smtp.mail(sender, options)
+    if code != 250:
+        _end_transaction(smtp, code)
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for address in recipients:
+        code, reply = smtp.rcpt(address)
+        if code not in (250, 251):
+            refused[address] = (code, reply)
+        if code == 421:
+            smtp.close()
+            raise smtplib.SMTPRecipientsRefused(refused)
+    if len(refused) == len(recipients):
+        smtp.rset()
+        raise smtplib.SMTPRecipientsRefused(refused)
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        _end_transaction(smtp, code)
+        raise smtplib.SMTPDataError(code, reply)
+    data = _LEADING_DOT.sub(b"..", message)
+    smtp.send(data if data.endswith(b"\r\n") else data + b"\r\n")
+    return refused
+
+
+def _end_transaction(smtp: smtplib.SMTP, code: int) -> None:
+    """After a refusal: RSET, unless the server is closing the connection (421)."""
+    if code == 421:
+        smtp.close()
+    else:
+        smtp.rset()
+
+
+# A line of the message that starts with a dot gets another (RFC 5321 4.5.2).
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class _OpenData:
+    """An SMTP transaction waiting for the end of its data."""
+
+    def __init__(
+        self,
+        mailer: SmtpMailer,
+        smtp: smtplib.SMTP,
+        recipients: list[str],
+        refused: dict[str, tuple[int, bytes]],
+    ) -> None:
+        self._mailer = mailer
+        self._smtp = smtp
+        self._recipients = recipients
+        self._refused = refused
+
+    def finish(self) -> Outcome:
+        if self._mailer._open is not self:
+            raise RuntimeError("this message was abandoned")
+        self._mailer._open = None
+        try:
+            self._smtp.send(b".\r\n")
+            code, reply = self._smtp.getreply()
+            if code != 250:
+                _end_transaction(self._smtp, code)
+                raise smtplib.SMTPDataError(code, reply)
+        except Exception as exc:
+            return self._mailer._failed(exc, self._recipients)
+        finally:
+            self._mailer._last_used = time.monotonic()
+        return _delivered(self._recipients, self._refused)
+
+    def abandon(self) -> None:
+        if self._mailer._open is self:
+            self._mailer._drop()
+
+
+def _delivered(recipients: list[str], refused: dict[str, tuple[int, bytes]]) -> Outcome:
+    """The outcome of an accepted message: everyone delivered but the refused recipients."""
+    outcome = Outcome()
+    for address in recipients:
+        if address in refused:
+            code, text = refused[address]
+            target = outcome.permanent if 500 <= code < 600 else outcome.temporary
+            target[address] = _reply(code, text)
+        else:
+            outcome.delivered.append(address)
+    return outcome
 
 
 class MailSink:
@@ -208,6 +382,9 @@ class MailSink:
 
     def prepare(self, message: Message, sender: str, recipients: Sequence[str]) -> Message | bytes:
         return message
+
+    def begin(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Sending:
+        return _Later(lambda: self.send(message, sender, recipients))
 
     def send(self, message: Message | bytes, sender: str, recipients: Sequence[str]) -> Outcome:
         # The envelope, which the headers alone do not tell (as a local delivery agent writes it).

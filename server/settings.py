@@ -23,6 +23,10 @@ class Settings:
     data_dir: Path = Path("data")
     token_ttl_seconds: int = 7200
     grpc_workers: int = 16
+    # The request path's statements as server-side prepared statements (server.database).
+    # Off behind a pooler that hands each transaction another server connection (PgBouncer
+    # in transaction mode does not carry SQL-level PREPARE across).
+    db_prepared_statements: bool = True
     shutdown_grace_seconds: float = 10.0
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
@@ -128,6 +132,9 @@ class Settings:
                 "TOKEN_TTL_SECONDS", defaults.token_ttl_seconds, 1, 90 * 24 * 3600
             ),
             grpc_workers=integer("GRPC_WORKERS", defaults.grpc_workers, 1, 256),
+            db_prepared_statements=boolean(
+                "DB_PREPARED_STATEMENTS", defaults.db_prepared_statements
+            ),
             shutdown_grace_seconds=number(
                 "SHUTDOWN_GRACE_SECONDS", defaults.shutdown_grace_seconds, 0, 300
             ),

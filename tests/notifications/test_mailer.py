@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import mailbox
+import time
 from datetime import UTC, datetime
+from email.mime.text import MIMEText
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +259,51 @@ def _message() -> Any:
         message_id="<test@example.com>",
         now=datetime.now(UTC),
     )
+
+
+def test_a_begun_message_is_delivered_only_when_finished(smtp: SmtpServer) -> None:
+    sender = mailer.SmtpMailer(mailer.parse_url(smtp.url))
+    data = sender.prepare(_message(), "from@example.com", ["a@example.org"])
+    begun = sender.begin(data, "from@example.com", ["a@example.org"])
+    time.sleep(0.3)
+    assert smtp.received == []  # all of it but the final dot is with the server
+    assert begun.finish().delivered == ["a@example.org"]
+    assert len(smtp.wait_for(1)) == 1
+    sender.close()
+
+
+def test_an_abandoned_message_is_not_delivered(smtp: SmtpServer) -> None:
+    sender = mailer.SmtpMailer(mailer.parse_url(smtp.url))
+    data = sender.prepare(_message(), "from@example.com", ["a@example.org"])
+    sender.begin(data, "from@example.com", ["dropped@example.org"]).abandon()
+    # The next message goes out on a new connection; the abandoned one never arrives.
+    assert sender.send(data, "from@example.com", ["b@example.org"]).delivered == ["b@example.org"]
+    sender.close()
+    smtp.wait_for(1)
+    time.sleep(0.3)
+    assert [r.recipients for r in smtp.received] == [["b@example.org"]]
+    assert smtp.connections == 2
+
+
+def test_a_message_left_begun_is_dropped_by_the_next_one(smtp: SmtpServer) -> None:
+    sender = mailer.SmtpMailer(mailer.parse_url(smtp.url))
+    data = sender.prepare(_message(), "from@example.com", ["a@example.org"])
+    sender.begin(data, "from@example.com", ["left@example.org"])  # e.g. a pass that failed
+    assert sender.send(data, "from@example.com", ["b@example.org"]).delivered == ["b@example.org"]
+    sender.close()
+    smtp.wait_for(1)
+    time.sleep(0.3)
+    assert [r.recipients for r in smtp.received] == [["b@example.org"]]
+
+
+def test_lines_that_start_with_a_dot_arrive_intact(smtp: SmtpServer) -> None:
+    body = ".hidden\n..two dots\n.\nthe end\n"
+    message = MIMEText(body, "plain", "utf-8")
+    message["Subject"] = "Dots"
+    sender = mailer.SmtpMailer(mailer.parse_url(smtp.url))
+    data = sender.prepare(message, "from@example.com", ["a@example.org"])
+    assert isinstance(data, bytes)  # the path the delivery loop takes
+    assert sender.send(data, "from@example.com", ["a@example.org"]).delivered == ["a@example.org"]
+    sender.close()
+    [received] = smtp.wait_for(1)
+    assert received.message.get_content().replace("\r\n", "\n") == body
