@@ -226,7 +226,10 @@ class Deliverer:
         prepared: Future[mailer.Sending] | None = None  # jobs[position]'s email, if begun
         for position, job in enumerate(jobs):
             if self._stop.is_set():
-                # Shutting down: hand back what was not attempted, for another replica.
+                # Shutting down: hand back what was not attempted, for another replica (a
+                # message begun for it is dropped, undelivered).
+                if prepared is not None and prepared.exception() is None:
+                    prepared.result().abandon()
                 outbox.release(jobs[position:])
                 break
             following = jobs[position + 1] if position + 1 < len(jobs) else None

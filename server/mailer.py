@@ -261,7 +261,9 @@ class SmtpMailer:
         raise exc
 
     def close(self) -> None:
-        self._open = None
+        if self._open is not None:
+            self._drop()  # in the middle of a message's data, QUIT would be data too
+            return
         if self._smtp is not None:
             try:
                 self._smtp.quit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+import threading
 import time
 from datetime import UTC, datetime
 from email.mime.text import MIMEText
@@ -307,3 +308,20 @@ def test_lines_that_start_with_a_dot_arrive_intact(smtp: SmtpServer) -> None:
     sender.close()
     [received] = smtp.wait_for(1)
     assert received.message.get_content().replace("\r\n", "\n") == body
+
+
+def test_closing_with_a_message_begun_drops_it_without_waiting(smtp: SmtpServer) -> None:
+    # Shutting down between `begin` and `finish`: QUIT would be read as message data, and the
+    # server's reply to it would never come.
+    sender = mailer.SmtpMailer(mailer.parse_url(f"{smtp.url}?timeout=20"))
+    data = sender.prepare(_message(), "from@example.com", ["a@example.org"])
+    sender.begin(data, "from@example.com", ["dropped@example.org"])
+    closing = threading.Thread(target=sender.close)
+    closing.start()
+    closing.join(timeout=5)
+    assert not closing.is_alive()
+    assert sender.send(data, "from@example.com", ["b@example.org"]).delivered == ["b@example.org"]
+    sender.close()
+    smtp.wait_for(1)
+    time.sleep(0.3)
+    assert [r.recipients for r in smtp.received] == [["b@example.org"]]
