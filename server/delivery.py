@@ -80,6 +80,12 @@ def _pending(job: outbox.Claimed) -> list[str]:
     return [r["email"] for r in job.recipients if r["state"] == outbox.PENDING and r.get("email")]
 
 
+def _abandon(prepared: Future[mailer.Sending] | None) -> None:
+    """Drop a message begun for a row that is not sent after all (if it was begun)."""
+    if prepared is not None and prepared.exception() is None:
+        prepared.result().abandon()
+
+
 def _summary(problems: dict[str, str]) -> str:
     text = "; ".join(f"{address}: {reason}" for address, reason in problems.items())
     return text[:ERROR_TEXT_MAX]
@@ -228,8 +234,7 @@ class Deliverer:
             if self._stop.is_set():
                 # Shutting down: hand back what was not attempted, for another replica (a
                 # message begun for it is dropped, undelivered).
-                if prepared is not None and prepared.exception() is None:
-                    prepared.result().abandon()
+                _abandon(prepared)
                 outbox.release(jobs[position:])
                 break
             following = jobs[position + 1] if position + 1 < len(jobs) else None
@@ -284,7 +289,7 @@ class Deliverer:
     def _prepare(
         self, job: outbox.Claimed, config: meeting_settings.MeetingSettings
     ) -> Message | bytes:
-        """The email of a row, rendered and made ready for the mailer (in the render thread)."""
+        """The email of a row, rendered and made ready for the mailer."""
         to = [r["email"] for r in job.recipients if r.get("email")]
         message = emails.render(
             job.topic,
@@ -359,8 +364,7 @@ class Deliverer:
             return self._deliver_webhook(job, checked, following, meanwhile)
         pending = _pending(job)
         if not self._still_ours(job, checked):
-            if prepared is not None and prepared.exception() is None:
-                prepared.result().abandon()  # begun while its row was checked: not delivered
+            _abandon(prepared)  # begun while its row was checked: not delivered
             log.info("outbox row changed after its claim: not sent", extra={"outbox_id": job.id})
             return None
         if not pending:

@@ -51,8 +51,7 @@ def meeting_created(view: meetings.MeetingView) -> None:
         return  # no invitation, and no reminder (a new meeting has none to cancel)
     host, attendees = _resolve(view)
     info = _info(view, host, attendees)
-    if view.notify:
-        _send_now("invitation", view, info, [host, *attendees])
+    _send_now("invitation", view, info, [host, *attendees])
     _plan_reminder(view, info, [host, *attendees])
 
 
