@@ -4,7 +4,7 @@ The statements are captured from the service itself (Peewee's logger, as bench.l
 does) while it runs the operation in-process, authentication included, and written as pgbench
 scripts: the meeting id becomes a `\\set` variable (an id of a seeded meeting, or a fresh one for
 create); a transaction the service opens (db.atomic) becomes BEGIN ... COMMIT. The service
-runs these statements prepared (server.database.execute_prepared), so pgbench does too
+runs these statements prepared (server.storage.database.execute_prepared), so pgbench does too
 (`-M prepared`).
 """
 

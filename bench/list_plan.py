@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.seed import BASE_START
-from server import auth, clock, database, meeting_filters, meetings
-from server.models import User
+from server import auth, clock, meeting_filters, meetings
+from server.storage import database
+from server.storage.models import User
 
 
 class _Capture(logging.Handler):
@@ -23,7 +24,7 @@ class _Capture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if isinstance(record.msg, tuple) and len(record.msg) == 2:
             sql = record.msg[0]
-            # A prepared statement is logged as written too (server.database.execute_prepared):
+            # A prepared statement is logged as written too (storage.database.execute_prepared):
             # keep that, not the PREPARE/EXECUTE that carry it.
             if not sql.startswith(("PREPARE ", "EXECUTE ", "DEALLOCATE ")):
                 self.queries.append((sql, tuple(record.msg[1] or ())))

@@ -25,7 +25,8 @@ import psycopg2
 
 from bench import db_ceiling, delivery_bench, grpc_load, list_plan, rest_load, seed, stack
 from bench.grpc_load import Workload
-from server import auth, database, meetings
+from server import auth, meetings
+from server.storage import database
 
 OPS = ("create", "get", "list", "update")
 TARGETS = {"create": 0.5, "get": 0.7, "list": 0.7, "update": None}

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg2
 
-from server import database
+from server.storage import database
 
 BASE_START = 1_767_225_600  # 2026-01-01T00:00:00Z
 YEAR = 365 * 86400

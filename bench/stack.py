@@ -21,7 +21,8 @@ from types import TracebackType
 import psycopg2
 from psycopg2 import sql
 
-from server import database, embedded_db, migrations, supervisor
+from server import supervisor
+from server.storage import database, embedded_db, migrations
 
 REPO = supervisor.REPO
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -9,9 +9,10 @@ from typing import Any, Generic, TypeVar
 
 import peewee as pw
 
-from server import errors, ids, meetings, outbox, recordings, webhook_delivery
-from server.database import db
-from server.models import Meeting, MeetingAttendee, User
+from server import errors, ids, meetings, recordings, webhook_delivery
+from server.storage import outbox
+from server.storage.database import db
+from server.storage.models import Meeting, MeetingAttendee, User
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

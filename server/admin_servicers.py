@@ -22,11 +22,11 @@ from server import (
     recordings,
     webhooks,
 )
-from server.database import db
 from server.grpc_errors import rpc
 from server.recording_servicers import RecordingLinks
-from server.recording_storage import Storage
 from server.settings import Settings
+from server.storage.database import db
+from server.storage.recording_files import Storage
 
 Context = grpc.ServicerContext
 

@@ -26,19 +26,17 @@ from meetings.v1 import (
 )
 from server import (
     admin_servicers,
-    database,
     delivery,
-    embedded_db,
     logs,
     mailer,
-    migrations,
     recording_servicers,
     servicers,
     webhook_delivery,
 )
 from server.health import DatabaseWatch
-from server.recording_storage import FilesystemStorage
 from server.settings import Settings, SettingsError
+from server.storage import database, embedded_db, migrations
+from server.storage.recording_files import FilesystemStorage
 
 log = logging.getLogger(__name__)
 

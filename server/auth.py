@@ -15,8 +15,8 @@ import argon2
 import peewee
 
 from server import clock, errors, ids, meeting_input
-from server.database import db, execute_prepared
-from server.models import Session, User
+from server.storage.database import db, execute_prepared
+from server.storage.models import Session, User
 
 _hasher = argon2.PasswordHasher()
 # Verified against when the login does not exist, so that a wrong login costs as much time

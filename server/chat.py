@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from server import clock, ids
-from server.database import db
-from server.models import ChatDialog, ChatDialogOccupant
+from server.storage.database import db
+from server.storage.models import ChatDialog, ChatDialogOccupant
 
 
 def create(

@@ -14,16 +14,9 @@ import argparse
 import getpass
 import sys
 
-from server import (
-    auth,
-    database,
-    embedded_db,
-    errors,
-    meeting_settings,
-    migrations,
-    service_keys,
-)
+from server import auth, errors, meeting_settings, service_keys
 from server.settings import Settings, SettingsError
+from server.storage import database, embedded_db, migrations
 
 
 def main(argv: list[str] | None = None) -> int:

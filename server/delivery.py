@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 
 import psycopg2
 
-from server import clock, emails, mailer, meeting_settings, outbox, webhook_delivery
-from server.database import db
+from server import clock, emails, mailer, meeting_settings, webhook_delivery
+from server.storage import outbox
+from server.storage.database import db
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

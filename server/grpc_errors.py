@@ -26,7 +26,7 @@ from grpc_status import rpc_status
 from playhouse.pool import MaxConnectionsExceeded
 
 from server import auth, errors, logs, service_keys
-from server.database import CONNECTION_ERRORS, db
+from server.storage.database import CONNECTION_ERRORS, db
 
 log = logging.getLogger(__name__)
 

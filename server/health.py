@@ -9,7 +9,7 @@ from typing import Any
 import psycopg2
 from grpc_health.v1 import health, health_pb2
 
-from server import database
+from server.storage import database
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import peewee as pw
 from playhouse.postgres_ext import DateTimeTZField
 
 from server import clock, errors, meeting_input
-from server.database import db
-from server.models import BaseModel
+from server.storage.database import db
+from server.storage.models import BaseModel
 
 
 class MeetingSetting(BaseModel):

@@ -15,14 +15,14 @@ from server import (
     ids,
     meeting_filters,
     meeting_input,
-    meeting_rows,
     notifications,
     recording_control,
 )
-from server.database import db
 from server.meeting_input import Attendee, MeetingPatch, NotifyBefore, Timezone
-from server.meeting_rows import MeetingRow
-from server.models import MeetingAttendee, RecordingEvent
+from server.storage import meeting_rows
+from server.storage.database import db
+from server.storage.meeting_rows import MeetingRow
+from server.storage.models import MeetingAttendee, RecordingEvent
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from server import auth, errors, meetings, outbox
+from server import auth, errors, meetings
+from server.storage import outbox
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from server import clock, emails, outbox
-from server.models import User
+from server import clock, emails
+from server.storage import outbox
+from server.storage.models import User
 
 if TYPE_CHECKING:
     from server import meetings

@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg2
 
-from server import database
-from server.models import RecordingEvent
+from server.storage import database
+from server.storage.models import RecordingEvent
 
 CHANNEL = "recording_events"
 # Held while an event is inserted (transaction-scoped): commits happen in id order.

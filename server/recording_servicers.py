@@ -12,10 +12,10 @@ from google.api import httpbody_pb2
 from meetings.v1 import recordings_pb2 as pb
 from meetings.v1 import recordings_pb2_grpc
 from server import auth, clock, errors, grpc_errors, recording_control, recordings
-from server.database import db
 from server.grpc_errors import rpc
-from server.recording_storage import Storage
 from server.settings import Settings
+from server.storage.database import db
+from server.storage.recording_files import Storage
 
 Context = grpc.ServicerContext
 

@@ -14,9 +14,9 @@ import peewee as pw
 from playhouse.postgres_ext import ArrayField, DateTimeTZField
 
 from server import auth, clock, download_links, errors, ids, meetings, service_keys
-from server.database import db
-from server.models import BaseModel, Meeting
-from server.recording_storage import Storage
+from server.storage.database import db
+from server.storage.models import BaseModel, Meeting
+from server.storage.recording_files import Storage
 
 MAX_PARTICIPANTS = 1000
 # type/subtype, as a browser will need it to play the file.

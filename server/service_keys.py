@@ -15,7 +15,7 @@ import peewee as pw
 from playhouse.postgres_ext import DateTimeTZField
 
 from server import clock, errors
-from server.models import BaseModel
+from server.storage.models import BaseModel
 
 ADMIN = "admin"
 MEDIA = "media"

@@ -23,7 +23,7 @@ class Settings:
     data_dir: Path = Path("data")
     token_ttl_seconds: int = 7200
     grpc_workers: int = 16
-    # The request path's statements as server-side prepared statements (server.database).
+    # The request path's statements as server-side prepared statements (server.storage.database).
     # Off behind a pooler that hands each transaction another server connection (PgBouncer
     # in transaction mode does not carry SQL-level PREPARE across).
     db_prepared_statements: bool = True

@@ -28,8 +28,9 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server import embedded_db, logs
+from server import logs
 from server.settings import Settings, SettingsError
+from server.storage import embedded_db
 
 REPO = Path(__file__).resolve().parent.parent
 # A value followed by `# NAME` in envoy.yaml is replaced by the setting NAME when rendered.

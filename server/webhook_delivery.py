@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server import clock, meetings, outbox, recordings, webhooks
-from server.database import db
-from server.models import Meeting, User
+from server import clock, meetings, recordings, webhooks
+from server.storage import outbox
+from server.storage.database import db
+from server.storage.models import Meeting, User
 
 log = logging.getLogger(__name__)
 

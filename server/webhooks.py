@@ -27,8 +27,8 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from server import clock, errors
-from server.database import db
 from server.meeting_settings import MeetingSetting
+from server.storage.database import db
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -8,8 +8,8 @@ import grpc
 
 from meetings.v1 import admin_pb2 as pb
 from server import service_keys, webhooks
-from server.models import Meeting
 from server.recordings import Recording
+from server.storage.models import Meeting
 from tests.conftest import Account, admin_metadata
 from tests.rpc_helpers import create, field_violations, m_id, meeting_input, rpc_error
 from tests.test_recordings import upload

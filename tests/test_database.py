@@ -1,4 +1,4 @@
-"""Prepared statements (server.database.execute_prepared), on the real PostgreSQL."""
+"""Prepared statements (server.storage.database.execute_prepared), on the real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from bench import list_plan
-from server import database
 from server.settings import Settings, SettingsError
+from server.storage import database
 from tests.conftest import PgDatabase
 
 SUM = "SELECT %s::integer + %s::integer"

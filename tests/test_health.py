@@ -12,8 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc
-from server import app, auth, database, migrations
+from server import app, auth
 from server.settings import Settings
+from server.storage import database, migrations
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
@@ -87,5 +88,6 @@ def test_server_reflection_lists_the_services(grpc_server: app.Service) -> None:
         assert "grpc.health.v1.Health" in services
         # A client can learn a method's messages from the server alone (what grpcurl does).
         found = ProtoReflectionDescriptorDatabase(channel).FindFileContainingSymbol(
-            "meetings.v1.MeetingService")
+            "meetings.v1.MeetingService"
+        )
         assert "CreateMeeting" in {m.name for m in found.service[0].method}

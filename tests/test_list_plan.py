@@ -7,7 +7,7 @@ from typing import Any
 import psycopg2
 
 from bench import list_plan, seed
-from server import database
+from server.storage import database
 from tests.conftest import PgDatabase
 
 

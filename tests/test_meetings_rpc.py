@@ -11,7 +11,7 @@ import grpc
 
 from meetings.v1 import meetings_pb2 as pb
 from server import chat, clock
-from server.models import RecordingEvent, Session
+from server.storage.models import RecordingEvent, Session
 from tests.conftest import Account
 from tests.rpc_helpers import (
     create,

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg2
 
-from server import database, migrations
+from server.storage import database, migrations
 from tests.conftest import PgDatabase, _create_database, _drop_database
 
 
@@ -24,7 +24,7 @@ def test_two_processes_migrating_a_new_database_at_once(postgres: PgDatabase) ->
     url = postgres.url.replace(f"/{postgres.name}", f"/{name}")
     try:
         script = (
-            "import sys; from server import database, migrations; "
+            "import sys; from server.storage import database, migrations; "
             "db = database.connect(sys.argv[1], 2); print(migrations.migrate(db))"
         )
         runs = [

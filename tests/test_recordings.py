@@ -20,8 +20,8 @@ import pytest
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
 from server import app, service_keys
-from server.models import Meeting
 from server.recordings import Recording
+from server.storage.models import Meeting
 from tests.conftest import REPO, Account, PgDatabase
 from tests.rpc_helpers import create, m_id, rpc_error, trailers, update
 from tests.test_process import free_port

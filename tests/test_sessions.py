@@ -11,7 +11,7 @@ import pytest
 from meetings.v1 import meetings_pb2
 from meetings.v1 import sessions_pb2 as pb
 from server import auth, errors
-from server.models import Session, User
+from server.storage.models import Session, User
 from tests.rpc_helpers import rpc_error, trailers
 
 

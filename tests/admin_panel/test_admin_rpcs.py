@@ -12,8 +12,9 @@ import grpc
 from meetings.v1 import admin_pb2 as pb
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server import admin_queries, outbox, service_keys
-from server.outbox import Outbox
+from server import admin_queries, service_keys
+from server.storage import outbox
+from server.storage.outbox import Outbox
 from tests.conftest import Account, admin_metadata
 from tests.rpc_helpers import create, m_id, rpc_error
 from tests.test_recordings import upload

@@ -22,9 +22,7 @@ def test_admin_routes(gateway: Gateway, accounts: dict[str, Account], db: Any) -
     mine = gateway.call("GET", f"/meetings?_id={meeting['_id']}", token=host.token)
     assert mine.json() == meeting
 
-    recordings = gateway.call(
-        "GET", f"/admin/meetings/recordings/{meeting['_id']}", headers=admin
-    )
+    recordings = gateway.call("GET", f"/admin/meetings/recordings/{meeting['_id']}", headers=admin)
     assert (recordings.status, recordings.json()) == (200, [])
     deleted = gateway.call(
         "DELETE", f"/admin/meetings/recordings/{meeting['_id']}.json", headers=admin
@@ -34,9 +32,7 @@ def test_admin_routes(gateway: Gateway, accounts: dict[str, Account], db: Any) -
     assert settings.status == 200 and "meeting_url_template" in settings.json()
 
     before = db_snapshot(db)
-    unknown = gateway.call(
-        "POST", "/admin/meetings", json_body=body | {"owner": 1}, headers=admin
-    )
+    unknown = gateway.call("POST", "/admin/meetings", json_body=body | {"owner": 1}, headers=admin)
     assert (unknown.status, unknown.json()) == (
         422,
         {"errors": {"owner": ["is not a meeting field"]}},

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from server import auth, clock
-from server.models import Session
+from server.storage.models import Session
 from tests.conftest import Account
 from tests.gateway.conftest import (
     Gateway,

@@ -24,36 +24,96 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 # Internals that must never reach a body (unless the client sent them: errors name bad keys).
-LEAKS = ("Traceback", "psycopg2", "peewee", "Exception", "File \"", "grpc_status")
+LEAKS = ("Traceback", "psycopg2", "peewee", "Exception", 'File "', "grpc_status")
 
-FIELDS = ["name", "start_date", "end_date", "attendees", "record", "chat", "public",
-          "scheduled", "notify", "notify_before", "timezone", "host_id", "_id", "user_id"]
-FILTER_KEYS = ["start_date", "end_date", "created_at", "updated_at", "scheduled", "limit",
-               "offset", "_id", "name", "colour"]
-OPERATORS = ["", "[gt]", "[gte]", "[lt]", "[lte]", "[ne]", "[in]", "[nin]", "[in][]",
-             "[between]", "[", "]", "[gte][lt]", ".gte", "%5Bgte%5D"]
+FIELDS = [
+    "name",
+    "start_date",
+    "end_date",
+    "attendees",
+    "record",
+    "chat",
+    "public",
+    "scheduled",
+    "notify",
+    "notify_before",
+    "timezone",
+    "host_id",
+    "_id",
+    "user_id",
+]
+FILTER_KEYS = [
+    "start_date",
+    "end_date",
+    "created_at",
+    "updated_at",
+    "scheduled",
+    "limit",
+    "offset",
+    "_id",
+    "name",
+    "colour",
+]
+OPERATORS = [
+    "",
+    "[gt]",
+    "[gte]",
+    "[lt]",
+    "[lte]",
+    "[ne]",
+    "[in]",
+    "[nin]",
+    "[in][]",
+    "[between]",
+    "[",
+    "]",
+    "[gte][lt]",
+    ".gte",
+    "%5Bgte%5D",
+]
 
-scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+)
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                 max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 plausible = {
     "name": st.text(max_size=300),
     "start_date": st.integers(min_value=-5, max_value=2**45) | st.floats(allow_nan=False),
     "end_date": st.integers(min_value=-5, max_value=2**45),
-    "attendees": st.lists(st.fixed_dictionaries({}, optional={
-        "id": st.integers(min_value=-3, max_value=2**33), "email": st.text(max_size=20)}),
-        max_size=5),
-    "notify_before": st.fixed_dictionaries({}, optional={
-        "metric": st.sampled_from(["minutes", "hours", "days", "weeks", "years", ""]),
-        "value": st.integers(min_value=-2, max_value=100)}),
-    "timezone": st.fixed_dictionaries({}, optional={
-        "offset": st.integers(min_value=-2000, max_value=2000),
-        "name": st.sampled_from(["Europe/Riga", "America/New_York", "Mars/Base", "", "UTC"])}),
+    "attendees": st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "id": st.integers(min_value=-3, max_value=2**33),
+                "email": st.text(max_size=20),
+            },
+        ),
+        max_size=5,
+    ),
+    "notify_before": st.fixed_dictionaries(
+        {},
+        optional={
+            "metric": st.sampled_from(["minutes", "hours", "days", "weeks", "years", ""]),
+            "value": st.integers(min_value=-2, max_value=100),
+        },
+    ),
+    "timezone": st.fixed_dictionaries(
+        {},
+        optional={
+            "offset": st.integers(min_value=-2000, max_value=2000),
+            "name": st.sampled_from(["Europe/Riga", "America/New_York", "Mars/Base", "", "UTC"]),
+        },
+    ),
 }
 meeting_bodies = st.dictionaries(
     st.sampled_from(FIELDS) | st.text(max_size=8),
@@ -63,8 +123,11 @@ meeting_bodies = st.dictionaries(
 query_pairs = st.lists(
     st.tuples(
         st.builds(lambda k, op: k + op, st.sampled_from(FILTER_KEYS), st.sampled_from(OPERATORS)),
-        st.one_of(st.integers(min_value=-5, max_value=2**50).map(str), st.text(max_size=25),
-                  st.sampled_from(["true", "false", "2021-02-19T10:26:49.013Z", "1,2", ""])),
+        st.one_of(
+            st.integers(min_value=-5, max_value=2**50).map(str),
+            st.text(max_size=25),
+            st.sampled_from(["true", "false", "2021-02-19T10:26:49.013Z", "1,2", ""]),
+        ),
     ),
     max_size=5,
 )
@@ -88,20 +151,26 @@ def test_a_key_named_like_an_internal_is_echoed_not_leaked(
     gateway: Gateway, module_accounts: dict[str, Account]
 ) -> None:
     """The case the fuzzer found: naming a bad key is not leaking anything."""
-    reply = gateway.call("POST", "/meetings", token=module_accounts["host"].token,
-                         json_body={"peewee": 1})
-    assert (reply.status, reply.json()) == (
-        422, {"errors": {"peewee": ["is not a meeting field"]}})
+    reply = gateway.call(
+        "POST", "/meetings", token=module_accounts["host"].token, json_body={"peewee": 1}
+    )
+    assert (reply.status, reply.json()) == (422, {"errors": {"peewee": ["is not a meeting field"]}})
     check(reply, '{"peewee": 1}')
 
 
 @FUZZ
 @given(body=meeting_bodies)
-def test_create_bodies(gateway: Gateway, module_accounts: dict[str, Account],
-                       body: dict[str, Any]) -> None:
+def test_create_bodies(
+    gateway: Gateway, module_accounts: dict[str, Account], body: dict[str, Any]
+) -> None:
     sent = json.dumps(body)
-    reply = gateway.call("POST", "/meetings", token=module_accounts["host"].token,
-                         body=sent, headers={"Content-Type": "application/json"})
+    reply = gateway.call(
+        "POST",
+        "/meetings",
+        token=module_accounts["host"].token,
+        body=sent,
+        headers={"Content-Type": "application/json"},
+    )
     check(reply, sent)
     if reply.status == 200:
         assert reply.json()["host_id"] == module_accounts["host"].user_id
@@ -110,15 +179,18 @@ def test_create_bodies(gateway: Gateway, module_accounts: dict[str, Account],
 @FUZZ
 @given(body=meeting_bodies)
 def test_update_bodies_change_nothing_when_refused(
-    gateway: Gateway, module_accounts: dict[str, Account], host_meeting: dict[str, Any],
+    gateway: Gateway,
+    module_accounts: dict[str, Account],
+    host_meeting: dict[str, Any],
     body: dict[str, Any],
 ) -> None:
     token = module_accounts["host"].token
     path = f"/meetings/{host_meeting['_id']}"
     before = gateway.call("GET", path, token=token).json()
     sent = json.dumps(body)
-    reply = gateway.call("PUT", path, token=token, body=sent,
-                         headers={"Content-Type": "application/json"})
+    reply = gateway.call(
+        "PUT", path, token=token, body=sent, headers={"Content-Type": "application/json"}
+    )
     check(reply, sent)
     after = gateway.call("GET", path, token=token).json()
     if reply.status == 200:
@@ -129,8 +201,12 @@ def test_update_bodies_change_nothing_when_refused(
 
 @FUZZ
 @given(pairs=query_pairs, as_form=st.booleans())
-def test_list_queries(gateway: Gateway, module_accounts: dict[str, Account],
-                      pairs: list[tuple[str, str]], as_form: bool) -> None:
+def test_list_queries(
+    gateway: Gateway,
+    module_accounts: dict[str, Account],
+    pairs: list[tuple[str, str]],
+    as_form: bool,
+) -> None:
     encoded = urllib.parse.urlencode(pairs, safe="[]")
     token = module_accounts["host"].token
     if as_form:  # the JS SDK and the reference's curl: a form body on GET
@@ -143,22 +219,46 @@ def test_list_queries(gateway: Gateway, module_accounts: dict[str, Account],
 
 
 @FUZZ
-@given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
-       method=st.sampled_from(["POST", "PUT", "GET", "DELETE"]),
-       path=st.sampled_from(["/meetings", "/meetings/{id}", "/session", "/meetings.json",
-                             "/v2/meetings", "/admin/meetings", "/meetings/recordings/{id}"]),
-       content_type=st.sampled_from(["application/json", "application/x-www-form-urlencoded",
-                                     "text/plain", ""]))
-def test_raw_bodies(gateway: Gateway, module_accounts: dict[str, Account],
-                    host_meeting: dict[str, Any], raw: bytes, method: str, path: str,
-                    content_type: str) -> None:
+@given(
+    raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
+    method=st.sampled_from(["POST", "PUT", "GET", "DELETE"]),
+    path=st.sampled_from(
+        [
+            "/meetings",
+            "/meetings/{id}",
+            "/session",
+            "/meetings.json",
+            "/v2/meetings",
+            "/admin/meetings",
+            "/meetings/recordings/{id}",
+        ]
+    ),
+    content_type=st.sampled_from(
+        ["application/json", "application/x-www-form-urlencoded", "text/plain", ""]
+    ),
+)
+def test_raw_bodies(
+    gateway: Gateway,
+    module_accounts: dict[str, Account],
+    host_meeting: dict[str, Any],
+    raw: bytes,
+    method: str,
+    path: str,
+    content_type: str,
+) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
-    reply = gateway.call(method, path.replace("{id}", host_meeting["_id"]),
-                         token=module_accounts["stranger"].token, body=raw, headers=headers)
+    reply = gateway.call(
+        method,
+        path.replace("{id}", host_meeting["_id"]),
+        token=module_accounts["stranger"].token,
+        body=raw,
+        headers=headers,
+    )
     check(reply, raw)
     # A stranger changes nothing, whatever was sent.
-    got = gateway.call("GET", f"/meetings/{host_meeting['_id']}",
-                       token=module_accounts["host"].token).json()
+    got = gateway.call(
+        "GET", f"/meetings/{host_meeting['_id']}", token=module_accounts["host"].token
+    ).json()
     assert got["_id"] == host_meeting["_id"]
 
 
@@ -172,11 +272,20 @@ def test_raw_bodies(gateway: Gateway, module_accounts: dict[str, Account],
     ],
 )
 def test_errors_about_invalid_utf8_are_valid_json(
-    gateway: Gateway, module_accounts: dict[str, Account], method: str, path: str,
-    body: bytes | None, status: int,
+    gateway: Gateway,
+    module_accounts: dict[str, Account],
+    method: str,
+    path: str,
+    body: bytes | None,
+    status: int,
 ) -> None:
-    reply = gateway.call(method, path, token=module_accounts["host"].token, body=body,
-                         headers={"Content-Type": "application/json"} if body else {})
+    reply = gateway.call(
+        method,
+        path,
+        token=module_accounts["host"].token,
+        body=body,
+        headers={"Content-Type": "application/json"} if body else {},
+    )
     assert reply.status == status
     text = reply.body.decode("utf-8")  # strict: raises on invalid UTF-8
     assert "errors" in json.loads(text)

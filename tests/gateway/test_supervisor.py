@@ -44,13 +44,17 @@ class Running:
 
 def _environment(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PUBLIC_BASE_URL")}
-    return env | {
-        "DATA_DIR": str(data_dir),
-        "GATEWAY_PORT": "0",
-        "ENVOY_ADMIN_PORT": "0",
-        "GRPC_PORT": "0",
-        "SHUTDOWN_GRACE_SECONDS": "2",
-    } | extra
+    return (
+        env
+        | {
+            "DATA_DIR": str(data_dir),
+            "GATEWAY_PORT": "0",
+            "ENVOY_ADMIN_PORT": "0",
+            "GRPC_PORT": "0",
+            "SHUTDOWN_GRACE_SECONDS": "2",
+        }
+        | extra
+    )
 
 
 def _start(data_dir: Path, **extra: str) -> Running:

@@ -61,9 +61,7 @@ class Received:
 
     def calendar(self) -> Any:
         """The attached invite.ics, parsed; it must equal the text/calendar alternative."""
-        attached = next(
-            part for part in self.message.walk() if part.get_filename() == "invite.ics"
-        )
+        attached = next(part for part in self.message.walk() if part.get_filename() == "invite.ics")
         data = attached.get_content()
         assert data.decode() == self.part("text/calendar")
         return icalendar.Calendar.from_ical(data)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from server import auth, delivery, mailer, meetings, outbox
+from server import auth, delivery, mailer, meetings
 from server.meeting_input import Attendee, MeetingPatch, NotifyBefore
+from server.storage import outbox
 from tests.conftest import Account
 from tests.notifications.conftest import SmtpServer, deliver_all, outbox_rows
 
@@ -122,9 +123,7 @@ def test_stopping_hands_back_the_rows_not_yet_attempted(
     assert len(ids) == len(set(ids)) == 6
 
 
-def test_claims_by_concurrent_senders_never_overlap(
-    db: Any, accounts: dict[str, Account]
-) -> None:
+def test_claims_by_concurrent_senders_never_overlap(db: Any, accounts: dict[str, Account]) -> None:
     host = auth.authenticate(accounts["host"].token)
     for _ in range(40):
         meetings.create(host, patch(notify_before=None))
@@ -147,7 +146,7 @@ def test_claims_by_concurrent_senders_never_overlap(
 def test_the_loop_outlives_a_killed_database_connection(
     db: Any, accounts: dict[str, Account], smtp: SmtpServer, postgres: Any
 ) -> None:
-    from server import database
+    from server.storage import database
 
     host = auth.authenticate(accounts["host"].token)
     sender = delivery.Deliverer(

@@ -95,10 +95,16 @@ def test_moving_the_meeting_moves_its_reminder(
     update(meeting_stub, host, m_id(created), start_date=later, end_date=later + HOUR)
     update(meeting_stub, host, m_id(created), notify_before={"metric": "minutes", "value": 15})
     assert reminders(pool, m_id(created)) == [
-        ("cancelled", START - HOUR, "the meeting or notify_before changed: now due "
-         "2030-01-16T07:00:00.000Z"),
-        ("cancelled", later - HOUR, "the meeting or notify_before changed: now due "
-         "2030-01-16T07:45:00.000Z"),
+        (
+            "cancelled",
+            START - HOUR,
+            "the meeting or notify_before changed: now due 2030-01-16T07:00:00.000Z",
+        ),
+        (
+            "cancelled",
+            later - HOUR,
+            "the meeting or notify_before changed: now due 2030-01-16T07:45:00.000Z",
+        ),
         ("scheduled", later - 15 * 60, None),
     ]
     make_due(pool)
@@ -184,7 +190,7 @@ def test_reminders_are_on_time(
     postgres: Any,
 ) -> None:
     """The loop as it runs in the server (a thread, LISTEN/NOTIFY): lateness under a second."""
-    from server import database
+    from server.storage import database
 
     sender = delivery.Deliverer(
         mailer.SmtpMailer(mailer.parse_url(smtp.url)),

@@ -19,10 +19,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server import clock, delivery, mailer, outbox, service_keys, webhook_delivery, webhooks
-from server.models import Meeting
-from server.outbox import Outbox
+from server import clock, delivery, mailer, service_keys, webhook_delivery, webhooks
 from server.recordings import Recording
+from server.storage import outbox
+from server.storage.models import Meeting
+from server.storage.outbox import Outbox
 from tests.conftest import REPO, Account, PgDatabase
 from tests.rpc_helpers import create, m_id
 from tests.test_process import free_port
@@ -65,16 +66,25 @@ class Scenario:
     def finished_meeting(self, count: int = 2, end: bool = True) -> tuple[str, list[Any]]:
         """A meeting with `count` uploaded recordings; its call ended unless `end` is False."""
         now = int(time.time())
-        meeting_id = m_id(create(self.meetings, self.host, start_date=now - 3600,
-                                 end_date=now + 3600))
+        meeting_id = m_id(
+            create(self.meetings, self.host, start_date=now - 3600, end_date=now + 3600)
+        )
         made = [
-            upload(self.media, self.media_key, meeting_id, data=f"file {i}".encode() * 100,
-                   participants_ids=[self.host.user_id], duration=5.5 + i)
+            upload(
+                self.media,
+                self.media_key,
+                meeting_id,
+                data=f"file {i}".encode() * 100,
+                participants_ids=[self.host.user_id],
+                duration=5.5 + i,
+            )
             for i in range(count)
         ]
         if end:
-            self.media.EndCall(rpb.EndCallRequest(meeting_id=meeting_id),
-                               metadata=(("cb-service-key", self.media_key),))
+            self.media.EndCall(
+                rpb.EndCallRequest(meeting_id=meeting_id),
+                metadata=(("cb-service-key", self.media_key),),
+            )
         return meeting_id, made
 
     def first_attempt(self, reply: Reply | None = None, **deliverer: Any) -> Any:
@@ -93,8 +103,12 @@ class Scenario:
 
 @pytest.fixture
 def scenario(
-    meeting_stub: Any, accounts: dict[str, Account], channel: grpc.Channel, receiver: Receiver,
-    tmp_path: Path, db: Any,
+    meeting_stub: Any,
+    accounts: dict[str, Account],
+    channel: grpc.Channel,
+    receiver: Receiver,
+    tmp_path: Path,
+    db: Any,
 ) -> Scenario:
     webhooks.update(url=receiver.url, enabled=True)
     return Scenario(
@@ -128,9 +142,22 @@ def test_one_signed_delivery_per_finished_meeting(scenario: Scenario) -> None:
     meeting = document["meeting"]
     assert (meeting["_id"], meeting["host_id"]) == (meeting_id, host.user_id)
     assert set(meeting) == {
-        "_id", "name", "start_date", "end_date", "attendees", "public", "scheduled", "record",
-        "chat_dialog_id", "created_at", "updated_at", "host_id", "notify", "notify_before",
-        "timezone"}
+        "_id",
+        "name",
+        "start_date",
+        "end_date",
+        "attendees",
+        "public",
+        "scheduled",
+        "record",
+        "chat_dialog_id",
+        "created_at",
+        "updated_at",
+        "host_id",
+        "notify",
+        "notify_before",
+        "timezone",
+    }
     assert (document["hostUser"]["id"], document["hostUser"]["login"]) == (host.user_id, "host")
     assert "password_hash" not in document["hostUser"]
     records = document["callRecords"]
@@ -167,7 +194,10 @@ def test_meetings_not_finished_wait_and_end_date_plus_grace_counts(scenario: Sce
 def test_retry_on_500_keeps_the_webhook_id(scenario: Scenario) -> None:
     row = scenario.first_attempt(Reply(500))
     assert (row.status, row.attempts, row.last_error) == (
-        "scheduled", 1, "retrying: HTTP 500: an error")
+        "scheduled",
+        1,
+        "retrying: HTTP 500: an error",
+    )
     wait = (row.next_attempt_at - clock.now()).total_seconds()
     assert 3 <= wait <= 6  # 5 s ±20% for the first retry
     Outbox.update(next_attempt_at=clock.now()).where(Outbox.id == row.id).execute()
@@ -211,9 +241,17 @@ def test_a_slow_receiver_times_out_and_is_retried(scenario: Scenario) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:{port}/hooks", "http://localhost:{port}/hooks", "http://[::1]:{port}/x",
-     "http://[::ffff:127.0.0.1]:{port}/x", "http://10.0.0.1/hooks", "http://192.168.0.10/x",
-     "http://169.254.169.254/latest/meta-data", "http://[fd00::1]/x", "http://0.0.0.0:{port}/"],
+    [
+        "http://127.0.0.1:{port}/hooks",
+        "http://localhost:{port}/hooks",
+        "http://[::1]:{port}/x",
+        "http://[::ffff:127.0.0.1]:{port}/x",
+        "http://10.0.0.1/hooks",
+        "http://192.168.0.10/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd00::1]/x",
+        "http://0.0.0.0:{port}/",
+    ],
 )
 def test_non_public_addresses_are_refused_without_the_allow_list(
     url: str, scenario: Scenario
@@ -248,7 +286,8 @@ def test_a_deliverer_without_a_webhook_sender_leaves_webhook_rows_alone(
     scenario.finished_meeting(count=1)
     webhook_delivery.schedule_due(600)
     mail_only = delivery.Deliverer(
-        mailer.from_settings(None, scenario.tmp_path / "m"), worker_id="mail")
+        mailer.from_settings(None, scenario.tmp_path / "m"), worker_id="mail"
+    )
     assert mail_only.run_once() == 0  # not claimed (and so not spun on)
     assert outbox.seconds_until_due(mail_only.kinds) is None
     [row] = webhook_rows()
@@ -264,12 +303,24 @@ def test_two_server_processes_deliver_each_meeting_once(
     meetings = [scenario.finished_meeting(count=1)[0] for _ in range(12)]
     processes = []
     for n in range(2):
-        env = {**os.environ, "DATABASE_URL": postgres.url, "GRPC_PORT": str(free_port()),
-               "DATA_DIR": str(scenario.tmp_path / f"p{n}"),
-               "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "DELIVERY_POLL_SECONDS": "0.2",
-               "WORKER_ID": f"p{n}"}
-        processes.append(subprocess.Popen([sys.executable, "-m", "server"], env=env, cwd=REPO,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        env = {
+            **os.environ,
+            "DATABASE_URL": postgres.url,
+            "GRPC_PORT": str(free_port()),
+            "DATA_DIR": str(scenario.tmp_path / f"p{n}"),
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "DELIVERY_POLL_SECONDS": "0.2",
+            "WORKER_ID": f"p{n}",
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "server"],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     try:
         scenario.receiver.wait_for(len(meetings), timeout=30)
         time.sleep(1.0)  # would any duplicate still arrive?

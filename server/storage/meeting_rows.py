@@ -5,7 +5,7 @@ Peewee query costs more CPU than PostgreSQL spends running it (make bench profil
 Python per get, three quarters of it in query compilation). A meeting is read together with its
 attendees (a `json_agg` sub-select) in one round trip. Parameters always travel separately;
 the only text put together at run time is column names and operators from fixed tables here.
-They run as prepared statements (server.database.execute_prepared).
+They run as prepared statements (server.storage.database.execute_prepared).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from server.database import execute_prepared
 from server.meeting_filters import NUMBER_FIELDS, Condition
 from server.meeting_input import Attendee
+from server.storage.database import execute_prepared
 
 # Columns in the order of MeetingRow's fields (attendees excepted).
 _COLUMNS = (

@@ -18,8 +18,8 @@ import peewee as pw
 from playhouse.postgres_ext import BinaryJSONField, DateTimeTZField
 from psycopg2.extras import Json
 
-from server.database import db
-from server.models import BaseModel
+from server.storage.database import db
+from server.storage.models import BaseModel
 
 # The channel that wakes the delivery loops when a row is written (NOTIFY is sent at commit).
 CHANNEL = "meetings_outbox"

@@ -7,7 +7,7 @@ from typing import Any
 import peewee as pw
 from playhouse.postgres_ext import DateTimeTZField
 
-from server.database import db
+from server.storage.database import db
 
 
 class BaseModel(pw.Model):

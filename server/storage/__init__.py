@@ -1,0 +1,1 @@
+"""Storage: the database handle, schema migrations, Peewee models and the SQL statements."""
