@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.seed import BASE_START
-from server import auth, clock, meeting_filters, meetings
+from server.domain import auth, clock, meeting_filters, meetings
 from server.storage import database
 from server.storage.models import User
 

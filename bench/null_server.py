@@ -20,8 +20,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from meetings.v1 import meetings_pb2, meetings_pb2_grpc
-from server import convert, meetings
-from server.meeting_input import Attendee
+from server import convert
+from server.domain import meetings
+from server.domain.meeting_rules import Attendee
 from server.settings import Settings
 
 _STAMP = datetime(2026, 1, 1, tzinfo=UTC)

@@ -25,7 +25,7 @@ import psycopg2
 
 from bench import db_ceiling, delivery_bench, grpc_load, list_plan, rest_load, seed, stack
 from bench.grpc_load import Workload
-from server import auth, meetings
+from server.domain import auth, meetings
 from server.storage import database
 
 OPS = ("create", "get", "list", "update")

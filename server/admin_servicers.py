@@ -10,18 +10,8 @@ import grpc
 
 from meetings.v1 import admin_pb2 as pb
 from meetings.v1 import admin_pb2_grpc, meetings_pb2, recordings_pb2
-from server import (
-    admin_queries,
-    auth,
-    clock,
-    convert,
-    errors,
-    grpc_errors,
-    meeting_settings,
-    meetings,
-    recordings,
-    webhooks,
-)
+from server import convert, grpc_errors, webhooks
+from server.domain import admin_panel, auth, clock, errors, meeting_settings, meetings, recordings
 from server.grpc_errors import rpc
 from server.recording_servicers import RecordingLinks
 from server.settings import Settings
@@ -109,8 +99,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def SearchMeetings(
         self, request: pb.SearchMeetingsRequest, context: Context, caller: None
     ) -> pb.AdminMeetingPage:
-        page = admin_queries.search_meetings(
-            admin_queries.Search(
+        page = admin_panel.search_meetings(
+            admin_panel.Search(
                 name=request.name,
                 host=request.host,
                 start_from=request.start_from,
@@ -130,7 +120,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def GetMeetingDetail(
         self, request: pb.GetMeetingDetailRequest, context: Context, caller: None
     ) -> pb.AdminMeetingDetail:
-        found = admin_queries.meeting_detail(request.meeting_id)
+        found = admin_panel.meeting_detail(request.meeting_id)
         return pb.AdminMeetingDetail(
             meeting=convert.meeting_to_pb(found.meeting),
             host_login=found.host_login,
@@ -144,7 +134,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def ListWebhookDeliveries(
         self, request: pb.ListWebhookDeliveriesRequest, context: Context, caller: None
     ) -> pb.WebhookDeliveryPage:
-        page = admin_queries.webhook_deliveries(request.limit, request.offset)
+        page = admin_panel.webhook_deliveries(request.limit, request.offset)
         return pb.WebhookDeliveryPage(
             items=[_delivery_to_pb(item) for item in page.items],
             total=page.total,
@@ -158,7 +148,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.Delivery:
         if not request.id.isdigit() or len(request.id) > 18:
             raise errors.NotFound()
-        return _delivery_to_pb(admin_queries.resend_webhook(int(request.id)))
+        return _delivery_to_pb(admin_panel.resend_webhook(int(request.id)))
 
 
 def _settings_to_pb() -> pb.MeetingsSettings:
@@ -178,7 +168,7 @@ def _iso(value: datetime | None) -> str:
     return clock.iso_ms(value) if value is not None else ""
 
 
-def _summary_to_pb(item: admin_queries.MeetingSummary) -> pb.AdminMeetingSummary:
+def _summary_to_pb(item: admin_panel.MeetingSummary) -> pb.AdminMeetingSummary:
     message = pb.AdminMeetingSummary(
         name=item.name,
         start_date=item.start_date,
@@ -193,7 +183,7 @@ def _summary_to_pb(item: admin_queries.MeetingSummary) -> pb.AdminMeetingSummary
     return message
 
 
-def _delivery_to_pb(view: admin_queries.DeliveryView) -> pb.Delivery:
+def _delivery_to_pb(view: admin_panel.DeliveryView) -> pb.Delivery:
     return pb.Delivery(
         id=str(view.id),
         kind=view.kind,

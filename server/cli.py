@@ -14,7 +14,7 @@ import argparse
 import getpass
 import sys
 
-from server import auth, errors, meeting_settings, service_keys
+from server.domain import auth, errors, meeting_settings, service_keys
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 

@@ -8,16 +8,16 @@ from typing import Any
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from meetings.v1 import meetings_pb2, sessions_pb2
-from server import (
+from server.domain import (
     auth,
     clock,
     errors,
     meeting_filters,
-    meeting_input,
+    meeting_rules,
     meetings,
     notification_status,
 )
-from server.meeting_input import Attendee, MeetingPatch, NotifyBefore, Timezone
+from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore, Timezone
 
 _OPTIONAL_SCALARS = (
     "name",
@@ -30,7 +30,7 @@ _OPTIONAL_SCALARS = (
     "notify",
     "host_id",
 )
-_KNOWN_MASK_PATHS = frozenset(meeting_input.FIELDS) | frozenset(meeting_input.READ_ONLY_FIELDS)
+_KNOWN_MASK_PATHS = frozenset(meeting_rules.FIELDS) | frozenset(meeting_rules.READ_ONLY_FIELDS)
 
 
 def patch_from_input(

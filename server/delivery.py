@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 
 import psycopg2
 
-from server import clock, emails, mailer, meeting_settings, webhook_delivery
+from server import mailer, webhook_delivery
+from server.domain import clock, emails, meeting_settings
 from server.storage import outbox
 from server.storage.database import db
 

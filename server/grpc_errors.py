@@ -25,7 +25,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from playhouse.pool import MaxConnectionsExceeded
 
-from server import auth, errors, logs, service_keys
+from server import logs
+from server.domain import auth, errors, service_keys
 from server.storage.database import CONNECTION_ERRORS, db
 
 log = logging.getLogger(__name__)

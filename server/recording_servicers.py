@@ -11,7 +11,8 @@ from google.api import httpbody_pb2
 
 from meetings.v1 import recordings_pb2 as pb
 from meetings.v1 import recordings_pb2_grpc
-from server import auth, clock, errors, grpc_errors, recording_control, recordings
+from server import grpc_errors
+from server.domain import auth, clock, errors, recording_control, recordings
 from server.grpc_errors import rpc
 from server.settings import Settings
 from server.storage.database import db

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import grpc
 
 from meetings.v1 import meetings_pb2, meetings_pb2_grpc, sessions_pb2, sessions_pb2_grpc
-from server import auth, convert, errors, meetings, notification_status
+from server import convert
+from server.domain import auth, errors, meetings, notification_status
 from server.grpc_errors import rpc
 from server.settings import Settings
 

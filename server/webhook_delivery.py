@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server import clock, meetings, recordings, webhooks
+from server import webhooks
+from server.domain import clock, meetings, recordings
 from server.storage import outbox
 from server.storage.database import db
 from server.storage.models import Meeting, User

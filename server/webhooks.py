@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-from server import clock, errors
-from server.meeting_settings import MeetingSetting
+from server.domain import clock, errors
+from server.domain.meeting_settings import MeetingSetting
 from server.storage.database import db
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

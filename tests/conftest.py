@@ -22,7 +22,8 @@ import pytest
 from psycopg2 import sql
 
 from meetings.v1 import admin_pb2_grpc, meetings_pb2_grpc, sessions_pb2_grpc
-from server import app, auth, service_keys
+from server import app
+from server.domain import auth, service_keys
 from server.settings import Settings
 from server.storage import database, embedded_db, migrations
 

@@ -17,7 +17,7 @@ from tests.conftest import Account
 BASE = {"name": "Friday weekly sync", "start_date": 1613729948, "end_date": 1613731012}
 
 
-def meeting_input(**fields: Any) -> pb.MeetingInput:
+def meeting_rules(**fields: Any) -> pb.MeetingInput:
     attendees = fields.pop("attendees", [])
     message = pb.MeetingInput(**fields)
     for attendee in attendees:
@@ -26,7 +26,7 @@ def meeting_input(**fields: Any) -> pb.MeetingInput:
 
 
 def create(stub: Any, account: Account, **fields: Any) -> pb.Meeting:
-    message = meeting_input(**{**BASE, **fields})
+    message = meeting_rules(**{**BASE, **fields})
     result: pb.Meeting = stub.CreateMeeting(
         pb.CreateMeetingRequest(meeting=message), metadata=account.metadata
     )
@@ -36,7 +36,7 @@ def create(stub: Any, account: Account, **fields: Any) -> pb.Meeting:
 def update(
     stub: Any, account: Account, meeting_id: str, mask: list[str] | None = None, **fields: Any
 ) -> pb.Meeting:
-    request = pb.UpdateMeetingRequest(_id=meeting_id, meeting=meeting_input(**fields))
+    request = pb.UpdateMeetingRequest(_id=meeting_id, meeting=meeting_rules(**fields))
     if mask is not None:
         request.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=mask))
     result: pb.Meeting = stub.UpdateMeeting(request, metadata=account.metadata)

@@ -7,11 +7,12 @@ from typing import Any
 import grpc
 
 from meetings.v1 import admin_pb2 as pb
-from server import service_keys, webhooks
-from server.recordings import Recording
+from server import webhooks
+from server.domain import service_keys
+from server.domain.recordings import Recording
 from server.storage.models import Meeting
 from tests.conftest import Account, admin_metadata
-from tests.rpc_helpers import create, field_violations, m_id, meeting_input, rpc_error
+from tests.rpc_helpers import create, field_violations, m_id, meeting_rules, rpc_error
 from tests.test_recordings import upload
 
 
@@ -41,7 +42,7 @@ def test_admin_creates_a_meeting_for_a_user(
     host = accounts["host"]
     made = admin.CreateMeeting(
         pb.AdminCreateMeetingRequest(
-            meeting=meeting_input(
+            meeting=meeting_rules(
                 name="Ops call", start_date=100, end_date=200, user_id=host.user_id
             )
         ),
@@ -51,7 +52,7 @@ def test_admin_creates_a_meeting_for_a_user(
     assert Meeting.get_by_id(m_id(made)).host_id == host.user_id
     missing = rpc_error(
         lambda: admin.CreateMeeting(
-            pb.AdminCreateMeetingRequest(meeting=meeting_input(name="x", start_date=1, end_date=2)),
+            pb.AdminCreateMeetingRequest(meeting=meeting_rules(name="x", start_date=1, end_date=2)),
             metadata=admin_metadata(admin_key),
         )
     )
@@ -59,7 +60,7 @@ def test_admin_creates_a_meeting_for_a_user(
     unknown = rpc_error(
         lambda: admin.CreateMeeting(
             pb.AdminCreateMeetingRequest(
-                meeting=meeting_input(name="x", start_date=1, end_date=2, user_id=99999)
+                meeting=meeting_rules(name="x", start_date=1, end_date=2, user_id=99999)
             ),
             metadata=admin_metadata(admin_key),
         )
@@ -145,7 +146,7 @@ def test_rotation_keeps_the_previous_secret_for_a_while(
         pb.RotateWebhookSecretRequest(), metadata=admin_metadata(admin_key)
     )
     assert first.secret.startswith("whsec_") and second.secret != first.secret
-    from server import clock
+    from server.domain import clock
 
     assert webhooks.load().active_secrets(clock.now()) == [second.secret, first.secret]
     third = admin.RotateWebhookSecret(

@@ -12,7 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc
-from server import app, auth
+from server import app
+from server.domain import auth
 from server.settings import Settings
 from server.storage import database, migrations
 

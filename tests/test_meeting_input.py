@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server import errors, meeting_input
-from server.meeting_input import Attendee, MeetingPatch, NotifyBefore, Timezone
+from server.domain import errors, meeting_rules
+from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore, Timezone
 
 VALID = dict(name="Weekly", start_date=1613729948.0, end_date=1613731012.0)
 
@@ -16,12 +16,12 @@ def patch(**fields: object) -> MeetingPatch:
 
 def problems(p: MeetingPatch, **kwargs: object) -> dict[str, list[str]]:
     with pytest.raises(errors.InvalidFields) as caught:
-        meeting_input.validate(p, **kwargs)  # type: ignore[arg-type]
+        meeting_rules.validate(p, **kwargs)  # type: ignore[arg-type]
     return caught.value.fields
 
 
 def test_a_complete_meeting_is_valid() -> None:
-    meeting_input.validate(
+    meeting_rules.validate(
         patch(
             **VALID,
             attendees=(Attendee(id=245, email=""), Attendee(id=343), Attendee(email="a@b.co")),
@@ -41,7 +41,7 @@ def test_create_requires_name_and_dates_one_entry_each() -> None:
 
 
 def test_update_requires_nothing() -> None:
-    meeting_input.validate(patch(record=True), creating=False, current_start=1, current_end=2)
+    meeting_rules.validate(patch(record=True), creating=False, current_start=1, current_end=2)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_end_before_start_uses_stored_start_on_update() -> None:
 def test_notify_before_ranges(metric: str, value: int, ok: bool) -> None:
     p = patch(**VALID, notify_before=NotifyBefore(metric, value))
     if ok:
-        meeting_input.validate(p, creating=True)
+        meeting_rules.validate(p, creating=True)
     else:
         assert list(problems(p, creating=True)) == ["notify_before"]
 
@@ -140,7 +140,7 @@ def test_name_blank_and_too_long() -> None:
 
 
 def test_host_id_cannot_change_but_may_be_echoed() -> None:
-    meeting_input.validate(patch(host_id=7), creating=False, current_host=7)
+    meeting_rules.validate(patch(host_id=7), creating=False, current_host=7)
     assert problems(patch(host_id=8), creating=False, current_host=7) == {
         "host_id": ["cannot be changed"]
     }

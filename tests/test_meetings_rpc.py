@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from meetings.v1 import meetings_pb2 as pb
-from server import chat, clock
+from server.domain import chat, clock
 from server.storage.models import RecordingEvent, Session
 from tests.conftest import Account
 from tests.rpc_helpers import (

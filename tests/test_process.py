@@ -16,7 +16,7 @@ import psycopg2
 
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc
-from server import auth
+from server.domain import auth
 from tests.conftest import REPO, Account, PgDatabase
 from tests.rpc_helpers import create, m_id, update
 

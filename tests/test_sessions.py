@@ -10,7 +10,7 @@ import pytest
 
 from meetings.v1 import meetings_pb2
 from meetings.v1 import sessions_pb2 as pb
-from server import auth, errors
+from server.domain import auth, errors
 from server.storage.models import Session, User
 from tests.rpc_helpers import rpc_error, trailers
 

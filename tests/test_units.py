@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server import clock, errors, ids, meeting_filters
-from server.meeting_filters import Condition
+from server.domain import clock, errors, ids, meeting_filters
+from server.domain.meeting_filters import Condition
 from server.settings import Settings, SettingsError
 
 

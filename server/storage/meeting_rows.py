@@ -15,8 +15,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from server.meeting_filters import NUMBER_FIELDS, Condition
-from server.meeting_input import Attendee
+from server.domain.meeting_filters import NUMBER_FIELDS, Condition
+from server.domain.meeting_rules import Attendee
 from server.storage.database import execute_prepared
 
 # Columns in the order of MeetingRow's fields (attendees excepted).

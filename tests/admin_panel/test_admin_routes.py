@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from meetings.v1 import admin_pb2
-from server import service_keys
+from server.domain import service_keys
 from tests.conftest import Account
 from tests.gateway.conftest import Gateway, create_meeting
 from tests.gateway.test_config import _lua_set

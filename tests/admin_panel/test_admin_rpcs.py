@@ -12,7 +12,7 @@ import grpc
 from meetings.v1 import admin_pb2 as pb
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server import admin_queries, service_keys
+from server.domain import admin_panel, service_keys
 from server.storage import outbox
 from server.storage.outbox import Outbox
 from tests.conftest import Account, admin_metadata
@@ -77,7 +77,7 @@ def test_search_filters_and_paging(
 
     everything = search()
     assert names(everything) == ["Retro", "weekly planning", "Board 100%_review", "Weekly sync"]
-    assert everything.total == 4 and everything.limit == admin_queries.DEFAULT_LIMIT
+    assert everything.total == 4 and everything.limit == admin_panel.DEFAULT_LIMIT
     assert names(search(name="WEEKLY")) == ["weekly planning", "Weekly sync"]
     # Typed text is matched literally: % and _ are no wildcards.
     assert names(search(name="0%_")) == ["Board 100%_review"]

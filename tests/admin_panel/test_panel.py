@@ -15,8 +15,9 @@ from standardwebhooks.webhooks import Webhook
 
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server import delivery, mailer, service_keys, webhook_delivery, webhooks
-from server.recordings import Recording
+from server import delivery, mailer, webhook_delivery, webhooks
+from server.domain import service_keys
+from server.domain.recordings import Recording
 from tests.admin_panel.conftest import screenshot, sign_in
 from tests.conftest import Account
 from tests.gateway.conftest import Gateway, raw_request

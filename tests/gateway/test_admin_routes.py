@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server import service_keys
+from server.domain import service_keys
 from tests.conftest import Account
 from tests.gateway.conftest import MEETING_KEYS, Gateway, db_snapshot
 

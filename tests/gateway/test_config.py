@@ -78,8 +78,8 @@ def _lua_set(name: str) -> set[str]:
 
 def test_the_lua_filter_knows_the_protos_fields() -> None:
     """compat.lua's field lists must follow MeetingInput and ListMeetingsRequest."""
-    meeting_input = {f.name for f in meetings_pb2.MeetingInput.DESCRIPTOR.fields}
-    assert _lua_set("MEETING_FIELDS") == meeting_input
+    meeting_rules = {f.name for f in meetings_pb2.MeetingInput.DESCRIPTOR.fields}
+    assert _lua_set("MEETING_FIELDS") == meeting_rules
     list_fields = {f.name for f in meetings_pb2.ListMeetingsRequest.DESCRIPTOR.fields}
     assert _lua_set("FILTER_FIELDS") | _lua_set("PLAIN_PARAMS") == list_fields
     operators = {f.name for f in meetings_pb2.NumberFilter.DESCRIPTOR.fields}

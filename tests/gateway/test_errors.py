@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server import auth, clock
+from server.domain import auth, clock
 from server.storage.models import Session
 from tests.conftest import Account
 from tests.gateway.conftest import (

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc, recordings_pb2, recordings_pb2_grpc
-from server import download_links, service_keys
+from server.domain import download_links, service_keys
 from tests.conftest import Account
 from tests.gateway.conftest import Gateway, create_meeting
 

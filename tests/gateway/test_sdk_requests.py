@@ -93,7 +93,7 @@ def test_partial_updates_send_only_the_keys_given(
 
 
 def test_session_routes(gateway: Gateway, db: Any) -> None:
-    from server import auth
+    from server.domain import auth
 
     auth.create_user("sam", "correct horse battery", "sam@example.com", "Sam")
     created = gateway.call(

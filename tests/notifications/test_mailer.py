@@ -15,7 +15,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from meetings.v1 import meetings_pb2 as pb
-from server import delivery, emails, mailer, meeting_settings
+from server import delivery, mailer
+from server.domain import emails, meeting_settings
 from server.storage import outbox
 from tests.conftest import Account
 from tests.notifications.conftest import (

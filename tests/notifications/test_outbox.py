@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from server import auth, delivery, mailer, meetings
-from server.meeting_input import Attendee, MeetingPatch, NotifyBefore
+from server import delivery, mailer
+from server.domain import auth, meetings
+from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore
 from server.storage import outbox
 from tests.conftest import Account
 from tests.notifications.conftest import SmtpServer, deliver_all, outbox_rows

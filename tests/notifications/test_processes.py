@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from meetings.v1 import meetings_pb2_grpc
-from server import auth
+from server.domain import auth
 from tests.conftest import REPO, Account, PgDatabase
 from tests.notifications.conftest import SmtpServer, free_port
 from tests.rpc_helpers import create

@@ -11,7 +11,8 @@ from typing import Any
 import grpc
 
 from meetings.v1 import meetings_pb2 as pb
-from server import auth, delivery, meeting_settings
+from server import delivery
+from server.domain import auth, meeting_settings
 from tests.conftest import REPO, Account, PgDatabase
 from tests.notifications.conftest import SmtpServer, deliver_all, outbox_rows
 from tests.rpc_helpers import create, m_id, rpc_error, update

@@ -19,8 +19,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server import clock, delivery, mailer, service_keys, webhook_delivery, webhooks
-from server.recordings import Recording
+from server import delivery, mailer, webhook_delivery, webhooks
+from server.domain import clock, service_keys
+from server.domain.recordings import Recording
 from server.storage import outbox
 from server.storage.models import Meeting
 from server.storage.outbox import Outbox

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from server import auth, errors, meetings
+from server.domain import auth, errors, meetings
 from server.storage import outbox
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from server import clock, ids
+from server.domain import clock, ids
 from server.storage.database import db
 from server.storage.models import ChatDialog, ChatDialogOccupant
 

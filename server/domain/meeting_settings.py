@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import peewee as pw
 from playhouse.postgres_ext import DateTimeTZField
 
-from server import clock, errors, meeting_input
+from server.domain import clock, errors, meeting_rules
 from server.storage.database import db
 from server.storage.models import BaseModel
 
@@ -64,7 +64,7 @@ def problems(name: str, value: str) -> list[str]:
         return found
     if name == "sender":
         display, address = parseaddr(value)
-        if not address or not meeting_input.is_email(address):
+        if not address or not meeting_rules.is_email(address):
             return ["must be an email address, optionally as 'Name <address>'"]
         try:
             Address(display_name=display, addr_spec=address)

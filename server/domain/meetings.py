@@ -7,18 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server import (
+from server.domain import (
     auth,
     chat,
     clock,
     errors,
     ids,
     meeting_filters,
-    meeting_input,
+    meeting_rules,
     notifications,
     recording_control,
 )
-from server.meeting_input import Attendee, MeetingPatch, NotifyBefore, Timezone
+from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore, Timezone
 from server.storage import meeting_rows
 from server.storage.database import db
 from server.storage.meeting_rows import MeetingRow
@@ -57,7 +57,7 @@ normalize_email = meeting_rows.normalize_email
 
 
 def create(caller: auth.Caller, patch: MeetingPatch) -> MeetingView:
-    meeting_input.validate(patch, creating=True)
+    meeting_rules.validate(patch, creating=True)
     now = clock.now()
     row = MeetingRow(
         id=ids.new_id(),
@@ -114,7 +114,7 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
         if row.host_id != caller.user_id:
             raise errors.PermissionDenied("Only the host can change this meeting")
         before = _view(row, row.attendees)
-        meeting_input.validate(
+        meeting_rules.validate(
             patch,
             creating=False,
             current_start=row.start_date,

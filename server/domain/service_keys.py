@@ -14,7 +14,7 @@ import secrets
 import peewee as pw
 from playhouse.postgres_ext import DateTimeTZField
 
-from server import clock, errors
+from server.domain import clock, errors
 from server.storage.models import BaseModel
 
 ADMIN = "admin"

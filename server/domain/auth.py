@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import argon2
 import peewee
 
-from server import clock, errors, ids, meeting_input
+from server.domain import clock, errors, ids, meeting_rules
 from server.storage.database import db, execute_prepared
 from server.storage.models import Session, User
 
@@ -64,7 +64,7 @@ def create_user(login: str, password: str, email: str = "", full_name: str = "")
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         problems.add("password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
     email = email.strip()
-    if email and not meeting_input.is_email(email):
+    if email and not meeting_rules.is_email(email):
         problems.add("email", "is not a valid address")
     if len(full_name) > FULL_NAME_MAX:
         problems.add("full_name", f"must be at most {FULL_NAME_MAX} characters")

@@ -7,7 +7,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from server import errors
+from server.domain import errors
 
 FIELDS = (
     "name",

@@ -9,7 +9,8 @@ from typing import Any, Generic, TypeVar
 
 import peewee as pw
 
-from server import errors, ids, meetings, recordings, webhook_delivery
+from server import webhook_delivery
+from server.domain import errors, ids, meetings, recordings
 from server.storage import outbox
 from server.storage.database import db
 from server.storage.models import Meeting, MeetingAttendee, User

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from server import clock, emails
+from server.domain import clock, emails
 from server.storage import outbox
 from server.storage.models import User
 
 if TYPE_CHECKING:
-    from server import meetings
+    from server.domain import meetings
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 import icalendar
 
-from server.meeting_settings import MeetingSettings
+from server.domain.meeting_settings import MeetingSettings
 
 PRODID = "-//Meetings API//Notifications//EN"
 # Text parts in UTF-8, quoted-printable: readable as they are in a mail file.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from server import errors, meeting_input
+from server.domain import errors, meeting_rules
 
 OPERATORS = ("eq", "gt", "gte", "lt", "lte", "ne", "in", "nin")
 NUMBER_FIELDS = ("start_date", "end_date")
@@ -42,7 +42,7 @@ def build(conditions: list[Condition], limit: int | None, offset: int) -> ListQu
         if condition.field in NUMBER_FIELDS:
             for value in values:
                 assert isinstance(value, float)
-                problem = meeting_input.seconds_problem(value)
+                problem = meeting_rules.seconds_problem(value)
                 if problem:
                     problems.add(label, problem)
                     break

@@ -13,7 +13,7 @@ from typing import Any
 import peewee as pw
 from playhouse.postgres_ext import ArrayField, DateTimeTZField
 
-from server import auth, clock, download_links, errors, ids, meetings, service_keys
+from server.domain import auth, clock, download_links, errors, ids, meetings, service_keys
 from server.storage.database import db
 from server.storage.models import BaseModel, Meeting
 from server.storage.recording_files import Storage
