@@ -20,10 +20,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from meetings.v1 import meetings_pb2, meetings_pb2_grpc
-from server import convert
 from server.domain import meetings
 from server.domain.meeting_rules import Attendee
 from server.settings import Settings
+from server.transport import convert
 
 _STAMP = datetime(2026, 1, 1, tzinfo=UTC)
 CANNED = convert.meeting_to_pb(

@@ -24,19 +24,12 @@ from meetings.v1 import (
     sessions_pb2,
     sessions_pb2_grpc,
 )
-from server import (
-    admin_servicers,
-    delivery,
-    logs,
-    mailer,
-    recording_servicers,
-    servicers,
-    webhook_delivery,
-)
-from server.health import DatabaseWatch
+from server import delivery, logs, mailer, webhook_delivery
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 from server.storage.recording_files import FilesystemStorage
+from server.transport import admin_service, meeting_service, recording_service, session_service
+from server.transport.health import DatabaseWatch
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +59,23 @@ class Service:
             options=[("grpc.so_reuseport", 0)],
         )
         meetings_pb2_grpc.add_MeetingServiceServicer_to_server(
-            servicers.MeetingService(), self.server
+            meeting_service.MeetingService(), self.server
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
-            servicers.SessionService(settings), self.server
+            session_service.SessionService(settings), self.server
         )
         storage = FilesystemStorage(settings.recordings_path)
         # Set on shutdown: long-lived streams (recording control watches) end.
         self.stopping = threading.Event()
         recordings_pb2_grpc.add_RecordingServiceServicer_to_server(
-            recording_servicers.RecordingService(settings, storage), self.server
+            recording_service.RecordingService(settings, storage), self.server
         )
         recordings_pb2_grpc.add_MediaServiceServicer_to_server(
-            recording_servicers.MediaService(settings, storage, database_url, self.stopping),
+            recording_service.MediaService(settings, storage, database_url, self.stopping),
             self.server,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            admin_servicers.AdminService(settings, storage), self.server
+            admin_service.AdminService(settings, storage), self.server
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -1,4 +1,4 @@
-"""Domain errors. Each carries the gRPC status it maps to; grpc_errors maps them in one place."""
+"""Domain errors. Each carries the gRPC status it maps to; transport.rpc maps them in one place."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ class _Pool(PooledPostgresqlDatabase):  # type: ignore[misc]
         # holding the pool's lock: every RPC queued behind it, which capped a server process
         # at ~1/round trip (make bench: get at ~500/s against ~2,400/s with no database work).
         # psycopg2 knows without a round trip whether a connection was closed or broken, and
-        # the health watch (server.health) drops idle connections when the database goes away.
+        # the health watch (transport.health) drops idle connections when the database goes away.
         return bool(conn.closed) or conn.get_transaction_status() == TRANSACTION_STATUS_UNKNOWN
 
 

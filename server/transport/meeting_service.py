@@ -1,4 +1,4 @@
-"""gRPC servicers: unpack the request, call one domain function, convert the result."""
+"""The meetings servicer: unpack the request, call one domain function, convert the result."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ from collections.abc import Iterable
 
 import grpc
 
-from meetings.v1 import meetings_pb2, meetings_pb2_grpc, sessions_pb2, sessions_pb2_grpc
-from server import convert
+from meetings.v1 import meetings_pb2, meetings_pb2_grpc
 from server.domain import auth, errors, meetings, notification_status
-from server.grpc_errors import rpc
-from server.settings import Settings
+from server.transport import convert, rpc
 
 Context = grpc.ServicerContext
 
 
 class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
-    @rpc()
+    @rpc.handler()
     def CreateMeeting(
         self, request: meetings_pb2.CreateMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.Meeting:
@@ -25,20 +23,20 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
         patch = convert.patch_from_input(request.meeting, None)
         return convert.meeting_to_pb(meetings.create(caller, patch))
 
-    @rpc()
+    @rpc.handler()
     def GetMeeting(
         self, request: meetings_pb2.GetMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.Meeting:
         return convert.meeting_to_pb(meetings.get(caller, getattr(request, "_id")))  # noqa: B009
 
-    @rpc(stream=True)
+    @rpc.handler(stream=True)
     def ListMeetings(
         self, request: meetings_pb2.ListMeetingsRequest, context: Context, caller: auth.Caller
     ) -> Iterable[meetings_pb2.Meeting]:
         page = meetings.list_page(caller, convert.list_query(request), count=False)
         return [convert.meeting_to_pb(view) for view in page.items]
 
-    @rpc()
+    @rpc.handler()
     def ListMeetingsPage(
         self, request: meetings_pb2.ListMeetingsRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.MeetingPage:
@@ -46,7 +44,7 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
             meetings.list_page(caller, convert.list_query(request), count=True)
         )
 
-    @rpc()
+    @rpc.handler()
     def UpdateMeeting(
         self, request: meetings_pb2.UpdateMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.Meeting:
@@ -58,14 +56,14 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
         patch = convert.patch_from_input(request.meeting, mask)
         return convert.meeting_to_pb(meetings.update(caller, meeting_id, patch))
 
-    @rpc()
+    @rpc.handler()
     def DeleteMeeting(
         self, request: meetings_pb2.DeleteMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.DeleteMeetingResponse:
         meetings.delete(caller, getattr(request, "_id"))  # noqa: B009
         return meetings_pb2.DeleteMeetingResponse()
 
-    @rpc(stream=True)
+    @rpc.handler(stream=True)
     def ListMeetingNotifications(
         self,
         request: meetings_pb2.ListMeetingNotificationsRequest,
@@ -74,36 +72,3 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
     ) -> Iterable[meetings_pb2.Notification]:
         found = notification_status.for_host(caller, getattr(request, "_id"))  # noqa: B009
         return [convert.notification_to_pb(view) for view in found]
-
-
-class SessionService(sessions_pb2_grpc.SessionServiceServicer):
-    def __init__(self, settings: Settings) -> None:
-        self._ttl = settings.token_ttl_seconds
-
-    @rpc(authenticated=False)
-    def CreateSession(
-        self, request: sessions_pb2.CreateSessionRequest, context: Context, caller: None
-    ) -> sessions_pb2.SessionResponse:
-        user = request.user
-        if user.guest.strip().lower() in ("1", "true"):
-            return convert.session_to_pb(auth.sign_in_guest(user.full_name, self._ttl))
-        problems = errors.FieldErrors()
-        if not user.login:
-            problems.add("login", "is required")
-        if not user.password:
-            problems.add("password", "is required")
-        problems.raise_if_any()
-        return convert.session_to_pb(auth.sign_in(user.login, user.password, self._ttl))
-
-    @rpc()
-    def GetSession(
-        self, request: sessions_pb2.GetSessionRequest, context: Context, caller: auth.Caller
-    ) -> sessions_pb2.SessionResponse:
-        return convert.session_to_pb(auth.get_session(caller))
-
-    @rpc()
-    def DeleteSession(
-        self, request: sessions_pb2.DeleteSessionRequest, context: Context, caller: auth.Caller
-    ) -> sessions_pb2.DeleteSessionResponse:
-        auth.sign_out(caller)
-        return sessions_pb2.DeleteSessionResponse()

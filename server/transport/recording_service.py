@@ -11,12 +11,11 @@ from google.api import httpbody_pb2
 
 from meetings.v1 import recordings_pb2 as pb
 from meetings.v1 import recordings_pb2_grpc
-from server import grpc_errors
 from server.domain import auth, clock, errors, recording_control, recordings
-from server.grpc_errors import rpc
 from server.settings import Settings
 from server.storage.database import db
 from server.storage.recording_files import Storage
+from server.transport import rpc
 
 Context = grpc.ServicerContext
 
@@ -54,13 +53,13 @@ class RecordingService(recordings_pb2_grpc.RecordingServiceServicer):
         self._links = RecordingLinks(settings)
         self._storage = storage
 
-    @rpc(stream=True)
+    @rpc.handler(stream=True)
     def ListRecordings(
         self, request: pb.ListRecordingsRequest, context: Context, caller: auth.Caller
     ) -> Iterable[pb.Recording]:
         return self._links.to_pbs(recordings.list_for(caller, request.meeting_id))
 
-    @rpc(credential=grpc_errors.NONE, live=True)
+    @rpc.handler(credential=rpc.NONE, live=True)
     def DownloadRecording(
         self, request: pb.DownloadRecordingRequest, context: Context, caller: None
     ) -> Iterator[httpbody_pb2.HttpBody]:
@@ -69,7 +68,7 @@ class RecordingService(recordings_pb2_grpc.RecordingServiceServicer):
             request.expires,
             request.signature,
         )
-        grpc_errors.extra_headers.set(
+        rpc.extra_headers.set(
             (
                 ("content-disposition", f'attachment; filename="{download.file_name}"'),
                 ("cb-content-length", str(download.size)),
@@ -97,7 +96,7 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
         self._database_url = database_url
         self._stopping = stopping
 
-    @rpc(credential=grpc_errors.MEDIA)
+    @rpc.handler(credential=rpc.MEDIA)
     def UploadRecording(
         self, request_iterator: Iterator[pb.UploadRecordingRequest], context: Context, caller: None
     ) -> pb.Recording:
@@ -130,14 +129,14 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
         # A cancelled stream can also end like a finished one: ingest() compares the bytes
         # received with the size the metadata announced.
 
-    @rpc(credential=grpc_errors.MEDIA)
+    @rpc.handler(credential=rpc.MEDIA)
     def EndCall(
         self, request: pb.EndCallRequest, context: Context, caller: None
     ) -> pb.EndCallResponse:
         recordings.end_call(request.meeting_id)
         return pb.EndCallResponse()
 
-    @rpc(credential=grpc_errors.MEDIA, live=True)
+    @rpc.handler(credential=rpc.MEDIA, live=True)
     def WatchRecordingControl(
         self, request: pb.WatchRecordingControlRequest, context: Context, caller: None
     ) -> Iterator[pb.RecordingControlEvent]:

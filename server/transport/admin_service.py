@@ -10,13 +10,13 @@ import grpc
 
 from meetings.v1 import admin_pb2 as pb
 from meetings.v1 import admin_pb2_grpc, meetings_pb2, recordings_pb2
-from server import convert, grpc_errors, webhooks
+from server import webhooks
 from server.domain import admin_panel, auth, clock, errors, meeting_settings, meetings, recordings
-from server.grpc_errors import rpc
-from server.recording_servicers import RecordingLinks
 from server.settings import Settings
 from server.storage.database import db
 from server.storage.recording_files import Storage
+from server.transport import convert, rpc
+from server.transport.recording_service import RecordingLinks
 
 Context = grpc.ServicerContext
 
@@ -26,7 +26,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self._links = RecordingLinks(settings)
         self._storage = storage
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def CreateMeeting(
         self, request: pb.AdminCreateMeetingRequest, context: Context, caller: None
     ) -> meetings_pb2.Meeting:
@@ -36,26 +36,26 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         patch = convert.patch_from_input(request.meeting, None)
         return convert.meeting_to_pb(meetings.create(host, patch))
 
-    @rpc(credential=grpc_errors.ADMIN, stream=True)
+    @rpc.handler(credential=rpc.ADMIN, stream=True)
     def ListMeetingRecordings(
         self, request: pb.AdminMeetingRecordingsRequest, context: Context, caller: None
     ) -> Iterable[recordings_pb2.Recording]:
         return self._links.to_pbs(recordings.list_any(request.meeting_id))
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def DeleteMeetingRecordings(
         self, request: pb.AdminMeetingRecordingsRequest, context: Context, caller: None
     ) -> pb.DeleteMeetingRecordingsResponse:
         recordings.delete_all(self._storage, request.meeting_id)
         return pb.DeleteMeetingRecordingsResponse()
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def GetMeetingsSettings(
         self, request: pb.GetMeetingsSettingsRequest, context: Context, caller: None
     ) -> pb.MeetingsSettings:
         return _settings_to_pb()
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def UpdateMeetingsSettings(
         self, request: pb.UpdateMeetingsSettingsRequest, context: Context, caller: None
     ) -> pb.MeetingsSettings:
@@ -84,7 +84,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise errors.InvalidFields(problems)
         return _settings_to_pb()
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def RotateWebhookSecret(
         self, request: pb.RotateWebhookSecretRequest, context: Context, caller: None
     ) -> pb.WebhookSecret:
@@ -95,7 +95,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         )
         return pb.WebhookSecret(secret=webhooks.rotate_secret(keep))
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def SearchMeetings(
         self, request: pb.SearchMeetingsRequest, context: Context, caller: None
     ) -> pb.AdminMeetingPage:
@@ -116,7 +116,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             offset=page.offset,
         )
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def GetMeetingDetail(
         self, request: pb.GetMeetingDetailRequest, context: Context, caller: None
     ) -> pb.AdminMeetingDetail:
@@ -130,7 +130,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             deliveries=[_delivery_to_pb(view) for view in found.deliveries],
         )
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def ListWebhookDeliveries(
         self, request: pb.ListWebhookDeliveriesRequest, context: Context, caller: None
     ) -> pb.WebhookDeliveryPage:
@@ -142,7 +142,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             offset=page.offset,
         )
 
-    @rpc(credential=grpc_errors.ADMIN)
+    @rpc.handler(credential=rpc.ADMIN)
     def ResendWebhookDelivery(
         self, request: pb.ResendWebhookDeliveryRequest, context: Context, caller: None
     ) -> pb.Delivery:

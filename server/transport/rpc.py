@@ -1,6 +1,6 @@
 """The one place where RPCs get their database connection, caller and error mapping.
 
-`@rpc()` wraps a servicer method: it sets the request id, opens the connection for the call,
+`@rpc.handler()` wraps a servicer method: it sets the request id, opens the connection for the call,
 authenticates the `cb-token` metadata (unless `authenticated=False`), and turns every
 exception into a gRPC status. Domain errors keep their status and message; database outages
 become UNAVAILABLE; anything else is logged with the request id and returned as INTERNAL
@@ -135,7 +135,7 @@ def _authenticate(credential: str, metadata: dict[str, str]) -> auth.Caller | No
     return None
 
 
-def rpc(
+def handler(
     *,
     authenticated: bool = True,
     stream: bool = False,
