@@ -24,7 +24,10 @@ from meetings.v1 import (
     sessions_pb2,
     sessions_pb2_grpc,
 )
-from server import delivery, logs, mailer, webhook_delivery
+from server import logs
+from server.delivery import loop as delivery
+from server.delivery import mailer
+from server.domain import recording_webhooks as webhook_delivery
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 from server.storage.recording_files import FilesystemStorage

@@ -30,7 +30,7 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
-    # Notification email: an SMTP URL (see server.mailer); None keeps mail in mail_sink_dir.
+    # Notification email: an SMTP URL (see delivery.mailer); None keeps mail in mail_sink_dir.
     smtp_url: str | None = None
     # None: <data_dir>/mail.
     mail_sink_dir: Path | None = None

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from meetings.v1 import admin_pb2 as pb
-from server import webhooks
+from server.delivery import webhook_http as webhooks
 from server.domain import service_keys
 from server.domain.recordings import Recording
 from server.storage.models import Meeting

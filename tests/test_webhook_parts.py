@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from server import webhooks
+from server.delivery import webhook_http as webhooks
 
 LOOPBACK = webhooks.parse_networks("127.0.0.0/8, ::1/128")
 

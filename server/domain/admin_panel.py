@@ -9,8 +9,8 @@ from typing import Any, Generic, TypeVar
 
 import peewee as pw
 
-from server import webhook_delivery
 from server.domain import errors, ids, meetings, recordings
+from server.domain import recording_webhooks as webhook_delivery
 from server.storage import outbox
 from server.storage.database import db
 from server.storage.models import Meeting, MeetingAttendee, User

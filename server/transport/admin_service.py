@@ -10,7 +10,7 @@ import grpc
 
 from meetings.v1 import admin_pb2 as pb
 from meetings.v1 import admin_pb2_grpc, meetings_pb2, recordings_pb2
-from server import webhooks
+from server.delivery import webhook_http as webhooks
 from server.domain import admin_panel, auth, clock, errors, meeting_settings, meetings, recordings
 from server.settings import Settings
 from server.storage.database import db

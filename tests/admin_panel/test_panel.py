@@ -15,7 +15,10 @@ from standardwebhooks.webhooks import Webhook
 
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server import delivery, mailer, webhook_delivery, webhooks
+from server.delivery import loop as delivery
+from server.delivery import mailer
+from server.delivery import webhook_http as webhooks
+from server.domain import recording_webhooks as webhook_delivery
 from server.domain import service_keys
 from server.domain.recordings import Recording
 from tests.admin_panel.conftest import screenshot, sign_in

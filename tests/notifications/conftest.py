@@ -19,7 +19,8 @@ import icalendar
 import pytest
 from aiosmtpd.controller import Controller
 
-from server import delivery, mailer
+from server.delivery import loop as delivery
+from server.delivery import mailer
 
 
 def free_port() -> int:

@@ -15,7 +15,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from meetings.v1 import meetings_pb2 as pb
-from server import delivery, mailer
+from server.delivery import loop as delivery
+from server.delivery import mailer
 from server.domain import emails, meeting_settings
 from server.storage import outbox
 from tests.conftest import Account

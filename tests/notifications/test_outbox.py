@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from server import delivery, mailer
+from server.delivery import loop as delivery
+from server.delivery import mailer
 from server.domain import auth, meetings
 from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore
 from server.storage import outbox

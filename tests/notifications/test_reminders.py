@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from meetings.v1 import meetings_pb2 as pb
-from server import delivery, mailer
+from server.delivery import loop as delivery
+from server.delivery import mailer
 from tests.conftest import Account
 from tests.notifications.conftest import SmtpServer, deliver_all, make_due, outbox_rows
 from tests.rpc_helpers import create, m_id, update

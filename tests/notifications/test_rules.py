@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from meetings.v1 import meetings_pb2 as pb
-from server import delivery
+from server.delivery import loop as delivery
 from server.domain import auth, meeting_settings
 from tests.conftest import REPO, Account, PgDatabase
 from tests.notifications.conftest import SmtpServer, deliver_all, outbox_rows

@@ -19,8 +19,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server import delivery, mailer, webhook_delivery, webhooks
+from server.delivery import loop as delivery
+from server.delivery import mailer
+from server.delivery import webhook_http as webhooks
 from server.domain import clock, service_keys
+from server.domain import recording_webhooks as webhook_delivery
 from server.domain.recordings import Recording
 from server.storage import outbox
 from server.storage.models import Meeting

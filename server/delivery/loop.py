@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 
 import psycopg2
 
-from server import mailer, webhook_delivery
+from server.delivery import mailer
 from server.domain import clock, emails, meeting_settings
+from server.domain import recording_webhooks as webhook_delivery
 from server.storage import outbox
 from server.storage.database import db
 

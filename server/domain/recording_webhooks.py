@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server import webhooks
+from server.delivery import webhook_http as webhooks
 from server.domain import clock, meetings, recordings
 from server.storage import outbox
 from server.storage.database import db
