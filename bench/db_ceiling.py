@@ -21,8 +21,8 @@ from typing import Any
 
 from bench import list_plan
 from bench.grpc_load import Workload
-from server.domain import auth, meeting_rules, meetings
-from server.domain.meeting_rules import Attendee
+from server.domain import auth, meeting_values, meetings
+from server.domain.meeting_values import Attendee
 
 _BEGIN_OPS = ("create", "update")
 
@@ -37,7 +37,7 @@ def operation(op: str, caller: auth.Caller, work: Workload) -> Callable[[], Any]
     """The domain call the service makes for `op` (what the servicer calls)."""
     if op == "create":
         start = 1_830_297_600
-        patch = meeting_rules.MeetingPatch(
+        patch = meeting_values.MeetingPatch(
             name="Bench meeting 0",
             start_date=start,
             end_date=start + 1800,
@@ -48,7 +48,7 @@ def operation(op: str, caller: auth.Caller, work: Workload) -> Callable[[], Any]
     if op == "get":
         return lambda: meetings.get(caller, work.meeting_ids[0])
     if op == "update":
-        patch = meeting_rules.MeetingPatch(name="Renamed by capture", present=frozenset({"name"}))
+        patch = meeting_values.MeetingPatch(name="Renamed by capture", present=frozenset({"name"}))
         return lambda: meetings.update(caller, work.meeting_ids[0], patch)
     if op == "list":
         return lambda: meetings.list_page(caller, list_plan.month_query(), count=False)

@@ -18,8 +18,15 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from server import supervisor
-from server.domain import auth, clock, emails, meeting_rules, meeting_settings, meetings
-from server.domain.meeting_rules import Attendee, NotifyBefore
+from server.domain import (
+    auth,
+    clock,
+    emails,
+    meeting_settings,
+    meeting_values,
+    meetings,
+)
+from server.domain.meeting_values import Attendee, NotifyBefore
 
 PREFIX = "bench-reminder"
 
@@ -75,7 +82,7 @@ class DeliveryResult:
 def template_reminder(db: Any, caller: auth.Caller, attendee_ids: tuple[int, ...]) -> int:
     """Plan one real reminder through the service's own create; returns its outbox id."""
     start = int(time.time()) + 7 * 86400
-    patch = meeting_rules.MeetingPatch(
+    patch = meeting_values.MeetingPatch(
         name="Bench reminder",
         start_date=start,
         end_date=start + 1800,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.seed import BASE_START
-from server.domain import auth, clock, meeting_filters, meetings
+from server.domain import auth, clock, meeting_filters, meeting_values, meetings
 from server.storage import database
 from server.storage.models import User
 
@@ -51,7 +51,7 @@ def caller_for(user_id: int) -> auth.Caller:
 
 
 def list_statement(
-    caller: auth.Caller, query: meeting_filters.ListQuery
+    caller: auth.Caller, query: meeting_values.ListQuery
 ) -> tuple[str, tuple[Any, ...]]:
     """Run the service's list once and return the SQL and parameters of its meetings query."""
     queries = capture(lambda: meetings.list_page(caller, query, count=False))
@@ -67,12 +67,12 @@ def explain(db: Any, sql: str, params: tuple[Any, ...], analyze: bool = True) ->
     return "\n".join(row[0] for row in rows)
 
 
-def month_query() -> meeting_filters.ListQuery:
+def month_query() -> meeting_values.ListQuery:
     """A user's meetings in one month of the seeded year: start_date[gte] & start_date[lt]."""
     return meeting_filters.build(
         [
-            meeting_filters.Condition("start_date", "gte", float(BASE_START + 90 * 86400)),
-            meeting_filters.Condition("start_date", "lt", float(BASE_START + 120 * 86400)),
+            meeting_values.Condition("start_date", "gte", float(BASE_START + 90 * 86400)),
+            meeting_values.Condition("start_date", "lt", float(BASE_START + 120 * 86400)),
         ],
         None,
         0,

@@ -20,14 +20,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from meetings.v1 import meetings_pb2, meetings_pb2_grpc
-from server.domain import meetings
-from server.domain.meeting_rules import Attendee
+from server.domain import meeting_values
+from server.domain.meeting_values import Attendee
 from server.settings import Settings
 from server.transport import convert
 
 _STAMP = datetime(2026, 1, 1, tzinfo=UTC)
 CANNED = convert.meeting_to_pb(
-    meetings.MeetingView(
+    meeting_values.MeetingView(
         id="0200000000000000000000aa",
         name="Meeting 170",
         start_date=1_767_225_600,

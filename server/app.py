@@ -25,9 +25,9 @@ from meetings.v1 import (
     sessions_pb2_grpc,
 )
 from server import logs
-from server.delivery import loop as delivery
-from server.delivery import mailer
-from server.domain import recording_webhooks as webhook_delivery
+from server.delivery import email_sender, loop, mailer, webhook_sender
+from server.delivery.channel import Channel
+from server.domain import recordings
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 from server.storage.recording_files import FilesystemStorage
@@ -53,7 +53,7 @@ class Service:
         settings: Settings,
         database_url: str,
         pool: Any,
-        delivery_loop: delivery.DeliveryThread | None = None,
+        delivery_loop: loop.DeliveryThread | None = None,
     ) -> None:
         self.settings = settings
         self.delivery = delivery_loop
@@ -68,17 +68,24 @@ class Service:
             session_service.SessionService(settings), self.server
         )
         storage = FilesystemStorage(settings.recordings_path)
+        links = download_links(settings)
         # Set on shutdown: long-lived streams (recording control watches) end.
         self.stopping = threading.Event()
         recordings_pb2_grpc.add_RecordingServiceServicer_to_server(
-            recording_service.RecordingService(settings, storage), self.server
+            recording_service.RecordingService(links, storage), self.server
         )
         recordings_pb2_grpc.add_MediaServiceServicer_to_server(
-            recording_service.MediaService(settings, storage, database_url, self.stopping),
+            recording_service.MediaService(
+                links,
+                storage,
+                max_bytes=settings.max_recording_bytes,
+                database_url=database_url,
+                stopping=self.stopping,
+            ),
             self.server,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            admin_service.AdminService(settings, storage), self.server
+            admin_service.AdminService(links, storage), self.server
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -121,27 +128,34 @@ class Service:
         log.info("gRPC server stopped")
 
 
-def delivery_thread(settings: Settings, database_url: str) -> delivery.DeliveryThread | None:
-    """The notification delivery loop of this process, unless the settings turn it off."""
+def download_links(settings: Settings) -> recordings.DownloadLinks:
+    """Signed links on the gateway's address (PUBLIC_BASE_URL), valid for the configured time."""
+    return recordings.DownloadLinks(settings.public_base_url, settings.download_link_ttl_seconds)
+
+
+def delivery_thread(settings: Settings, database_url: str) -> loop.DeliveryThread | None:
+    """The delivery loop of this process, unless the settings turn it off."""
     if not settings.delivery_enabled:
         return None
     if settings.smtp_url is None:
         log.info("no SMTP_URL: emails go to the mail sink", extra={"dir": str(settings.mail_sink)})
-    deliverer = delivery.Deliverer(
-        mailer.from_settings(settings.smtp_url, settings.mail_sink),
-        worker_id=settings.worker_id or delivery.default_worker_id(),
+    channels: list[Channel] = [
+        email_sender.EmailChannel(mailer.from_settings(settings.smtp_url, settings.mail_sink)),
+        webhook_sender.WebhookChannel(
+            links=download_links(settings),
+            allowed_networks=settings.webhook_allowed_networks,
+            timeout=settings.webhook_timeout_seconds,
+            grace_seconds=settings.webhook_end_grace_seconds,
+        ),
+    ]
+    delivery_loop = loop.DeliveryLoop(
+        channels,
+        worker_id=settings.worker_id or loop.default_worker_id(),
         lease_seconds=settings.delivery_lease_seconds,
         poll_seconds=settings.delivery_poll_seconds,
         listen_params=database.connection_params(database_url),
-        webhook_sender=webhook_delivery.WebhookSender(
-            public_base_url=settings.public_base_url,
-            link_ttl_seconds=settings.download_link_ttl_seconds,
-            allowed_networks=settings.webhook_allowed_networks,
-            timeout=settings.webhook_timeout_seconds,
-        ),
-        webhook_grace_seconds=settings.webhook_end_grace_seconds,
     )
-    return delivery.DeliveryThread(deliverer)
+    return loop.DeliveryThread(delivery_loop)
 
 
 def main() -> int:

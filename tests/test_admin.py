@@ -7,10 +7,8 @@ from typing import Any
 import grpc
 
 from meetings.v1 import admin_pb2 as pb
-from server.delivery import webhook_http as webhooks
-from server.domain import service_keys
-from server.domain.recordings import Recording
-from server.storage.models import Meeting
+from server.domain import service_keys, webhook_settings
+from server.storage.models import Meeting, Recording
 from tests.conftest import Account, admin_metadata
 from tests.rpc_helpers import create, field_violations, m_id, meeting_rules, rpc_error
 from tests.test_recordings import upload
@@ -148,11 +146,11 @@ def test_rotation_keeps_the_previous_secret_for_a_while(
     assert first.secret.startswith("whsec_") and second.secret != first.secret
     from server.domain import clock
 
-    assert webhooks.load().active_secrets(clock.now()) == [second.secret, first.secret]
+    assert webhook_settings.load().active_secrets(clock.now()) == [second.secret, first.secret]
     third = admin.RotateWebhookSecret(
         pb.RotateWebhookSecretRequest(previous_valid_seconds=0), metadata=admin_metadata(admin_key)
     )
-    assert webhooks.load().active_secrets(clock.now()) == [third.secret]
+    assert webhook_settings.load().active_secrets(clock.now()) == [third.secret]
     shown = admin.GetMeetingsSettings(
         pb.GetMeetingsSettingsRequest(), metadata=admin_metadata(admin_key)
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.domain import errors, meeting_rules
-from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore, Timezone
+from server.domain.meeting_values import Attendee, MeetingPatch, NotifyBefore, Timezone
 
 VALID = dict(name="Weekly", start_date=1613729948.0, end_date=1613731012.0)
 

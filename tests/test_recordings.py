@@ -21,8 +21,7 @@ from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
 from server import app
 from server.domain import service_keys
-from server.domain.recordings import Recording
-from server.storage.models import Meeting
+from server.storage.models import Meeting, Recording
 from tests.conftest import REPO, Account, PgDatabase
 from tests.rpc_helpers import create, m_id, rpc_error, trailers, update
 from tests.test_process import free_port

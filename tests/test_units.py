@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.domain import clock, errors, ids, meeting_filters
-from server.domain.meeting_filters import Condition
+from server.domain import clock, errors, ids, meeting_filters, meeting_values
+from server.domain.meeting_values import Condition
 from server.settings import Settings, SettingsError
 
 
@@ -65,7 +65,7 @@ def test_settings_fail_loudly_naming_the_variable(env: dict[str, str], message: 
 def test_list_query_defaults_and_limit_cap() -> None:
     assert meeting_filters.build([], None, 0).limit == 100
     assert meeting_filters.build([], 500, 0).limit == 100
-    assert meeting_filters.build([], 5, 10) == meeting_filters.ListQuery((), 5, 10)
+    assert meeting_filters.build([], 5, 10) == meeting_values.ListQuery((), 5, 10)
 
 
 def test_list_query_rejects_bad_values_naming_the_parameter() -> None:

@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from server.delivery import webhook_http as webhooks
+from server.delivery import webhook_http
+from server.domain import webhook_settings
+from tests.delivery_helpers import networks
 
-LOOPBACK = webhooks.parse_networks("127.0.0.0/8, ::1/128")
+LOOPBACK = networks("127.0.0.0/8", "::1/128")
 
 
 def test_signer_reproduces_the_spec_test_vector() -> None:
-    signature = webhooks.sign(
+    signature = webhook_http.sign(
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "msg_p5jXN8AQM9LWM0D4loKWxJek",
         1614265330,
@@ -26,7 +28,7 @@ def test_headers_verify_with_the_reference_library_for_each_secret() -> None:
     old, new = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_" + "QUJD" * 11
     body = b'{"meeting": {}}'
     timestamp = int(datetime.now(UTC).timestamp())
-    headers = webhooks.headers([new, old], "msg_1", timestamp, body)
+    headers = webhook_http.headers([new, old], "msg_1", timestamp, body)
     assert headers["webhook-signature"].count("v1,") == 2
     for secret in (new, old):
         assert Webhook(secret).verify(body, headers) == {"meeting": {}}
@@ -52,38 +54,42 @@ def test_headers_verify_with_the_reference_library_for_each_secret() -> None:
     ],
 )
 def test_non_public_addresses_are_refused(host: str) -> None:
-    with pytest.raises(webhooks.RefusedAddress):
-        webhooks.resolve(host, 80, ())
+    with pytest.raises(webhook_http.RefusedAddress):
+        webhook_http.resolve(host, 80, ())
 
 
 def test_the_allow_list_lets_loopback_through_but_not_the_rest() -> None:
-    assert webhooks.resolve("127.0.0.1", 80, LOOPBACK) == "127.0.0.1"
-    assert webhooks.resolve("localhost", 80, LOOPBACK) in ("127.0.0.1", "::1")
+    assert webhook_http.resolve("127.0.0.1", 80, LOOPBACK) == "127.0.0.1"
+    assert webhook_http.resolve("localhost", 80, LOOPBACK) in ("127.0.0.1", "::1")
     for host in ("10.0.0.1", "169.254.169.254"):
-        with pytest.raises(webhooks.RefusedAddress):
-            webhooks.resolve(host, 80, LOOPBACK)
+        with pytest.raises(webhook_http.RefusedAddress):
+            webhook_http.resolve(host, 80, LOOPBACK)
 
 
 def test_public_addresses_pass() -> None:
-    assert webhooks.resolve("93.184.215.14", 443, ()) == "93.184.215.14"
-    assert webhooks.resolve("2606:4700::1111", 443, ()) == "2606:4700::1111"
+    assert webhook_http.resolve("93.184.215.14", 443, ()) == "93.184.215.14"
+    assert webhook_http.resolve("2606:4700::1111", 443, ()) == "2606:4700::1111"
 
 
 def test_unresolvable_hosts_are_refused() -> None:
-    with pytest.raises(webhooks.RefusedAddress, match="cannot resolve"):
-        webhooks.resolve("no-such-host.invalid", 80, ())
+    with pytest.raises(webhook_http.RefusedAddress, match="cannot resolve"):
+        webhook_http.resolve("no-such-host.invalid", 80, ())
 
 
 def test_url_form() -> None:
-    assert webhooks.url_problems("https://hooks.example.org/x?y=1") == []
-    assert webhooks.url_problems("ftp://x.example") == ["must be an http:// or https:// URL"]
-    assert webhooks.url_problems("https://u:p@x.example") == ["must not contain credentials"]
-    assert webhooks.url_problems("https://x.example:99999") == ["has an invalid port"]
+    assert webhook_settings.url_problems("https://hooks.example.org/x?y=1") == []
+    assert webhook_settings.url_problems("ftp://x.example") == [
+        "must be an http:// or https:// URL"
+    ]
+    assert webhook_settings.url_problems("https://u:p@x.example") == [
+        "must not contain credentials"
+    ]
+    assert webhook_settings.url_problems("https://x.example:99999") == ["has an invalid port"]
 
 
 def test_retry_after_forms() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    assert webhooks.retry_after("120") == 120.0
-    assert webhooks.retry_after("Thu, 01 Jan 2026 12:01:30 GMT", now) == 90.0
-    assert webhooks.retry_after("soon") is None
-    assert webhooks.retry_after(None) is None
+    assert webhook_http.retry_after("120") == 120.0
+    assert webhook_http.retry_after("Thu, 01 Jan 2026 12:01:30 GMT", now) == 90.0
+    assert webhook_http.retry_after("soon") is None
+    assert webhook_http.retry_after(None) is None

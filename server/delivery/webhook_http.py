@@ -1,5 +1,4 @@
-"""The recording-done webhook: its settings, Standard Webhooks signing, the URL guard, and the
-HTTP call.
+"""Calling a webhook: Standard Webhooks signing, the address guard, and the HTTP request.
 
 Signing follows https://www.standardwebhooks.com: `webhook-signature: v1,<base64 HMAC-SHA256 of
 "id.timestamp.body">` with a `whsec_<base64>` secret; during a rotation both secrets sign.
@@ -16,137 +15,19 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
-import json
-import secrets
 import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
-
-from server.domain import clock, errors
-from server.domain.meeting_settings import MeetingSetting
-from server.storage.database import db
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-URL = "webhook_url"
-ENABLED = "webhook_enabled"
-DISABLED_REASON = "webhook_disabled_reason"
-SECRETS = "webhook_secrets"
-URL_MAX = 2048
-PREVIOUS_SECRET_SECONDS = 86400
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "meetings-api-webhooks/1"
-
-
-@dataclass(frozen=True)
-class WebhookSettings:
-    url: str = ""
-    enabled: bool = False
-    disabled_reason: str = ""
-    # [(whsec_..., expires_at or None)], newest first.
-    secrets: tuple[tuple[str, datetime | None], ...] = ()
-
-    def active_secrets(self, now: datetime) -> list[str]:
-        return [s for s, expires in self.secrets if expires is None or expires > now]
-
-
-def load() -> WebhookSettings:
-    stored = {
-        row.name: row.value
-        for row in MeetingSetting.select().where(
-            MeetingSetting.name.in_([URL, ENABLED, DISABLED_REASON, SECRETS])
-        )
-    }
-    kept = [
-        (item["secret"], datetime.fromisoformat(item["expires_at"]) if item["expires_at"] else None)
-        for item in json.loads(stored.get(SECRETS, "[]"))
-    ]
-    return WebhookSettings(
-        url=stored.get(URL, ""),
-        enabled=stored.get(ENABLED, "false") == "true",
-        disabled_reason=stored.get(DISABLED_REASON, ""),
-        secrets=tuple(kept),
-    )
-
-
-def _store(values: dict[str, str]) -> None:
-    now = clock.now()
-    for name, value in values.items():
-        MeetingSetting.insert(name=name, value=value, updated_at=now).on_conflict(
-            conflict_target=[MeetingSetting.name],
-            update={MeetingSetting.value: value, MeetingSetting.updated_at: now},
-        ).execute()
-
-
-def url_problems(url: str) -> list[str]:
-    """Why `url` cannot be a webhook URL (its form only; addresses are checked per call)."""
-    if url == "":
-        return []
-    if len(url) > URL_MAX:
-        return [f"must be at most {URL_MAX} characters"]
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return ["must be an http:// or https:// URL"]
-    if parts.username or parts.password:
-        return ["must not contain credentials"]
-    try:
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError:
-        return ["has an invalid port"]
-    return []
-
-
-def update(url: str | None = None, enabled: bool | None = None) -> WebhookSettings:
-    problems = errors.FieldErrors()
-    if url is not None:
-        for problem in url_problems(url.strip()):
-            problems.add("webhook_url", problem)
-    current = load()
-    new_url = current.url if url is None else url.strip()
-    if enabled and not new_url:
-        problems.add("webhook_enabled", "needs a webhook_url")
-    problems.raise_if_any()
-    values: dict[str, str] = {}
-    if url is not None:
-        values[URL] = new_url
-    if enabled is not None:
-        values[ENABLED] = "true" if enabled else "false"
-        if enabled:
-            values[DISABLED_REASON] = ""
-    with db.atomic():
-        _store(values)
-        if enabled and not current.secrets:
-            _rotate(0)
-    return load()
-
-
-def disable(reason: str) -> None:
-    """Turn the webhook off because of the receiver (e.g. it answered 410 Gone)."""
-    _store({ENABLED: "false", DISABLED_REASON: reason[:500]})
-
-
-def _rotate(previous_valid_seconds: int) -> str:
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    now = clock.now()
-    kept: list[dict[str, str | None]] = [{"secret": secret, "expires_at": None}]
-    current = load()
-    if current.secrets and previous_valid_seconds > 0:
-        previous = current.secrets[0][0]
-        expires = now + timedelta(seconds=previous_valid_seconds)
-        kept.append({"secret": previous, "expires_at": expires.isoformat()})
-    _store({SECRETS: json.dumps(kept)})
-    return secret
-
-
-def rotate_secret(previous_valid_seconds: int = PREVIOUS_SECRET_SECONDS) -> str:
-    """A new signing secret (returned once); the previous one also signs for a while."""
-    with db.atomic():
-        return _rotate(previous_valid_seconds)
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -173,14 +54,6 @@ def headers(
 
 class RefusedAddress(Exception):
     """The URL's host is, or resolves to, an address we do not call."""
-
-
-def parse_networks(spec: str) -> tuple[IpNetwork, ...]:
-    """`127.0.0.0/8, ::1/128` -> networks (ValueError names a bad one)."""
-    found = []
-    for item in spec.replace(",", " ").split():
-        found.append(ipaddress.ip_network(item, strict=False))
-    return tuple(found)
 
 
 def _allowed(address: IpAddress, allowed: Sequence[IpNetwork]) -> bool:

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import peewee as pw
 
-from server.domain import errors, ids, meetings, recordings
-from server.domain import recording_webhooks as webhook_delivery
+from server.domain import (
+    errors,
+    ids,
+    meeting_settings,
+    meetings,
+    recordings,
+    webhook_settings,
+)
+from server.domain.meeting_values import MeetingView, Page
 from server.storage import outbox
 from server.storage.database import db
-from server.storage.models import Meeting, MeetingAttendee, User
+from server.storage.models import Meeting, MeetingAttendee, Recording, User
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,47 +50,14 @@ class Search:
 
 
 @dataclass(frozen=True)
-class Recipient:
-    email: str | None
-    state: str
-    detail: str | None
-
-
-@dataclass(frozen=True)
-class DeliveryView:
-    """An outbox row: a notification email or a webhook delivery."""
-
-    id: int
-    kind: str
-    topic: str
-    meeting_id: str | None
-    status: str
-    attempts: int
-    last_error: str | None
-    due_at: datetime
-    sent_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    webhook_id: str | None
-    recipients: tuple[Recipient, ...]
-
-
-@dataclass(frozen=True)
 class MeetingDetail:
-    meeting: meetings.MeetingView
+    meeting: MeetingView
     host_login: str
     host_email: str
     call_ended_at: datetime | None
     recordings: list[recordings.RecordingView]
-    deliveries: list[DeliveryView]
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
+    # Every email and webhook row of the meeting, oldest first.
+    deliveries: list[outbox.Entry]
 
 
 def _limit(limit: int) -> int:
@@ -97,7 +69,7 @@ def _limit(limit: int) -> int:
 def search_meetings(search: Search) -> Page[MeetingSummary]:
     """Meetings of every host matching `search`, newest start first (then newest id)."""
     limit = _limit(search.limit)
-    conditions: list[Any] = [pw.SQL("TRUE")]  # where() needs at least one
+    conditions: list[Any] = []
     name = search.name.strip()
     if name:
         # strpos, not LIKE: the operator's text is matched as typed (no % or _ wildcards).
@@ -114,10 +86,10 @@ def search_meetings(search: Search) -> Page[MeetingSummary]:
     attendees = MeetingAttendee.select(pw.fn.count(MeetingAttendee.id)).where(
         MeetingAttendee.meeting == Meeting.id
     )
-    files = recordings.Recording.select(pw.fn.count(recordings.Recording.id)).where(
-        recordings.Recording.meeting == Meeting.id
-    )
-    selected = Meeting.select().join(User, on=(Meeting.host == User.id)).where(*conditions)
+    files = Recording.select(pw.fn.count(Recording.id)).where(Recording.meeting == Meeting.id)
+    selected = Meeting.select().join(User, on=(Meeting.host == User.id))
+    if conditions:
+        selected = selected.where(*conditions)
     rows: Any = (
         selected.select(
             Meeting.id,
@@ -164,19 +136,18 @@ def meeting_detail(meeting_id: str) -> MeetingDetail:
         host_email=host.email,
         call_ended_at=row.call_ended_at,
         recordings=recordings.list_any(meeting_id),
-        deliveries=[_delivery(r) for r in outbox.for_meeting(meeting_id)],
+        deliveries=outbox.entries_for_meeting(meeting_id),
     )
 
 
-def webhook_deliveries(limit: int, offset: int) -> Page[DeliveryView]:
+def webhook_deliveries(limit: int, offset: int) -> Page[outbox.Entry]:
     """Webhook deliveries of every meeting, newest first."""
     limit = _limit(limit)
-    selected = outbox.Outbox.select().where(outbox.Outbox.kind == "webhook")
-    rows = selected.order_by(outbox.Outbox.id.desc()).limit(limit).offset(offset)
-    return Page([_delivery(r) for r in rows], selected.count(), limit, offset)
+    items, total = outbox.webhook_entries(limit, offset)
+    return Page(items, total, limit, offset)
 
 
-def resend_webhook(row_id: int) -> DeliveryView:
+def resend_webhook(row_id: int) -> outbox.Entry:
     """Send a webhook delivery again; returns the row that will carry the new attempt.
 
     Not sent yet (scheduled, failed, cancelled): the same row is due now, same webhook-id,
@@ -185,56 +156,43 @@ def resend_webhook(row_id: int) -> DeliveryView:
     acknowledged the old id and would rightly drop it as a duplicate. Being sent: refused.
     """
     with db.atomic():
-        row = (
-            outbox.Outbox.select()
-            .where(outbox.Outbox.id == row_id, outbox.Outbox.kind == "webhook")
-            .for_update()
-            .first()
-        )
+        row = outbox.locked(row_id, outbox.Kind.WEBHOOK)
         if row is None:
             raise errors.NotFound()
-        if row.status == outbox.SENDING:
+        if row.status == outbox.Status.SENDING:
             raise errors.BadRequest("This delivery is being sent right now; try again shortly")
-        if row.status == outbox.SENT:
-            copies = outbox.Outbox.select().where(
-                outbox.Outbox.dedupe_key.startswith(f"{row.dedupe_key}:resend:")
-            )
-            new_id = outbox.enqueue(
-                kind="webhook",
-                topic=row.topic,
-                meeting_id=row.meeting_id,
-                dedupe_key=f"{row.dedupe_key}:resend:{copies.count() + 1}",
-                payload=row.payload,
-                recipients=[],
-            )
-            assert new_id is not None  # the key is new: counted under the row lock
-            return _delivery(outbox.Outbox.get_by_id(new_id))
-        db.execute_sql(
-            "UPDATE outbox SET status = 'scheduled', next_attempt_at = now(),"
-            " version = version + 1, lease_owner = NULL, lease_expires_at = NULL,"
-            " updated_at = now() WHERE id = %s",
-            (row_id,),
+        if row.status != outbox.Status.SENT:
+            outbox.due_now(row_id)
+            return outbox.entry(row_id)
+        new_id = outbox.enqueue(
+            kind=outbox.Kind.WEBHOOK,
+            topic=row.topic,
+            meeting_id=row.meeting_id,
+            dedupe_key=f"{row.dedupe_key}:resend:{outbox.copies_of(row.dedupe_key) + 1}",
+            payload=row.payload,
+            recipients=[],
         )
-        outbox.wake_senders()
-        return _delivery(outbox.Outbox.get_by_id(row_id))
+        assert new_id is not None  # the key is new: counted under the row lock
+        return outbox.entry(new_id)
 
 
-def _delivery(row: Any) -> DeliveryView:
-    webhook = row.kind == "webhook"
-    return DeliveryView(
-        id=int(row.id),
-        kind=row.kind,
-        topic=row.topic,
-        meeting_id=row.meeting_id,
-        status=row.status,
-        attempts=int(row.attempts),
-        last_error=row.last_error,
-        due_at=row.next_attempt_at,
-        sent_at=row.sent_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        webhook_id=webhook_delivery.webhook_id(row.dedupe_key) if webhook else None,
-        recipients=tuple(
-            Recipient(r.get("email"), r["state"], r.get("detail")) for r in row.recipients or ()
-        ),
-    )
+def update_settings(
+    general: dict[str, str], *, webhook_url: str | None, webhook_enabled: bool | None
+) -> None:
+    """Change the meeting and webhook settings, all or nothing: any bad field rolls every
+    change back, and InvalidFields reports all of them."""
+    problems: dict[str, list[str]] = {}
+    with db.atomic() as transaction:
+        try:
+            if general:
+                meeting_settings.update(general)
+        except errors.InvalidFields as exc:
+            problems.update(exc.fields)
+        try:
+            webhook_settings.update(url=webhook_url, enabled=webhook_enabled)
+        except errors.InvalidFields as exc:
+            problems.update(exc.fields)
+        if problems:
+            transaction.rollback()
+    if problems:
+        raise errors.InvalidFields(problems)

@@ -15,7 +15,8 @@ import argon2
 import peewee
 
 from server.domain import clock, errors, ids, meeting_rules
-from server.storage.database import db, execute_prepared
+from server.storage import session_rows
+from server.storage.database import db
 from server.storage.models import Session, User
 
 _hasher = argon2.PasswordHasher()
@@ -148,21 +149,11 @@ def issue_token(login: str, ttl_seconds: int) -> SessionView:
     return _start_session(user, ttl_seconds)
 
 
-# Run by every RPC: SQL text rather than a Peewee query, whose compilation cost more CPU than
-# the lookup itself (make bench profile).
-_AUTHENTICATE = (
-    "SELECT s.id, s.expires_at, u.id, u.login, u.email, u.is_guest"
-    " FROM sessions s JOIN users u ON u.id = s.user_id"
-    " WHERE s.token_hash = %s AND s.expires_at > %s"
-)
-
-
 def authenticate(token: str | None) -> Caller:
     """The caller for a session token; Unauthenticated if missing, unknown or expired."""
     if not token or len(token) > 512:
         raise errors.Unauthenticated()
-    cursor = execute_prepared(_AUTHENTICATE, (token_hash(token), clock.now()))
-    row = cursor.fetchone()
+    row = session_rows.by_token_hash(token_hash(token), clock.now())
     if row is None:
         raise errors.Unauthenticated()
     session_id, expires_at, user_id, login, email, is_guest = row

@@ -5,25 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from server.domain import clock, ids
-from server.storage.database import db
+from server.storage import meeting_rows
 from server.storage.models import ChatDialog, ChatDialogOccupant
 
 
 def create(
     meeting_id: str, name: str, occupant_ids: Iterable[int], dialog_id: str | None = None
 ) -> str:
-    """Create the meeting's dialog (call inside the meeting's transaction); returns its id.
-
-    One statement writes the dialog and its occupants (it runs on every create with chat)."""
+    """Create the meeting's dialog (call inside the meeting's transaction); returns its id."""
     dialog_id = dialog_id or ids.new_id()
-    now = clock.now()
-    db.execute_sql(
-        "WITH dialog AS (INSERT INTO chat_dialogs (id, meeting_id, name, created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING id)"
-        " INSERT INTO chat_dialog_occupants (dialog_id, user_id)"
-        " SELECT dialog.id, occupant FROM dialog, unnest(%s::integer[]) AS occupant",
-        (dialog_id, meeting_id, name, now, now, sorted(set(occupant_ids))),
-    )
+    meeting_rows.insert_chat_dialog(dialog_id, meeting_id, name, clock.now(), occupant_ids)
     return dialog_id
 
 

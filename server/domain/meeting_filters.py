@@ -1,34 +1,18 @@
-"""The list filters: which fields take which operators, and their validation."""
+"""The list filters' rules: how many values, whole seconds, and the page size."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from server.domain import errors, meeting_rules
+from server.domain.meeting_values import (
+    LIMIT_DEFAULT,
+    NUMBER_FIELDS,
+    SET_OPERATORS,
+    Condition,
+    ListQuery,
+)
 
-OPERATORS = ("eq", "gt", "gte", "lt", "lte", "ne", "in", "nin")
-NUMBER_FIELDS = ("start_date", "end_date")
-TIME_FIELDS = ("created_at", "updated_at")
-LIMIT_DEFAULT = 100
 LIMIT_MAX = 100
 IN_MAX = 100
-
-Value = float | datetime | bool | str | tuple[float, ...] | tuple[datetime, ...]
-
-
-@dataclass(frozen=True)
-class Condition:
-    field: str
-    op: str
-    value: Value
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    conditions: tuple[Condition, ...] = ()
-    limit: int = LIMIT_DEFAULT
-    offset: int = 0
 
 
 def build(conditions: list[Condition], limit: int | None, offset: int) -> ListQuery:
@@ -37,7 +21,7 @@ def build(conditions: list[Condition], limit: int | None, offset: int) -> ListQu
     for condition in conditions:
         label = f"{condition.field}[{condition.op}]" if condition.op != "eq" else condition.field
         values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
-        if condition.op in ("in", "nin") and len(values) > IN_MAX:
+        if condition.op in SET_OPERATORS and len(values) > IN_MAX:
             problems.add(label, f"must list at most {IN_MAX} values")
         if condition.field in NUMBER_FIELDS:
             for value in values:

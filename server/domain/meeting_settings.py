@@ -1,31 +1,20 @@
 """Meeting settings kept in the database, so that operators change them without a restart.
 
-The delivery loop rereads them every second (`delivery.SWEEP_SECONDS`): a new meeting URL
+The delivery loop rereads them every second (`delivery.loop.SWEEP_SECONDS`): a new meeting URL
 template or sender address applies to the emails sent from then on, on every replica.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from email.headerregistry import Address
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
-import peewee as pw
-from playhouse.postgres_ext import DateTimeTZField
-
 from server.domain import clock, errors, meeting_rules
 from server.storage.database import db
-from server.storage.models import BaseModel
-
-
-class MeetingSetting(BaseModel):
-    name = pw.TextField(primary_key=True)
-    value = pw.TextField()
-    updated_at = DateTimeTZField()
-
-    class Meta:
-        table_name = "meeting_settings"
+from server.storage.models import MeetingSetting
 
 
 @dataclass(frozen=True)
@@ -48,8 +37,7 @@ NAMES = tuple(field.name for field in fields(MeetingSettings))
 
 def load() -> MeetingSettings:
     """The current settings (defaults for those never set)."""
-    stored = {row.name: row.value for row in MeetingSetting.select() if row.name in NAMES}
-    return MeetingSettings(**stored)
+    return MeetingSettings(**stored(NAMES))
 
 
 def problems(name: str, value: str) -> list[str]:
@@ -81,11 +69,22 @@ def update(values: dict[str, str]) -> MeetingSettings:
         for problem in problems(name, value.strip()):
             found.add(name, problem)
     found.raise_if_any()
-    now = clock.now()
     with db.atomic():
-        for name, value in values.items():
-            MeetingSetting.insert(name=name, value=value.strip(), updated_at=now).on_conflict(
-                conflict_target=[MeetingSetting.name],
-                update={MeetingSetting.value: value.strip(), MeetingSetting.updated_at: now},
-            ).execute()
+        store({name: value.strip() for name, value in values.items()})
     return load()
+
+
+def stored(names: Sequence[str]) -> dict[str, str]:
+    """The stored values among `names` (a name never set is absent)."""
+    rows = MeetingSetting.select().where(MeetingSetting.name.in_(list(names)))
+    return {row.name: row.value for row in rows}
+
+
+def store(values: dict[str, str]) -> None:
+    """Set each named setting (inserted or replaced), unchecked: callers validate."""
+    now = clock.now()
+    for name, value in values.items():
+        MeetingSetting.insert(name=name, value=value, updated_at=now).on_conflict(
+            conflict_target=[MeetingSetting.name],
+            update={MeetingSetting.value: value, MeetingSetting.updated_at: now},
+        ).execute()

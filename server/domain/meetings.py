@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from server.domain import (
@@ -13,45 +11,22 @@ from server.domain import (
     clock,
     errors,
     ids,
-    meeting_filters,
     meeting_rules,
     notifications,
-    recording_control,
 )
-from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore, Timezone
-from server.storage import meeting_rows
+from server.domain.meeting_values import (
+    Attendee,
+    ListQuery,
+    MeetingPatch,
+    MeetingView,
+    NotifyBefore,
+    Page,
+    Timezone,
+)
+from server.storage import meeting_rows, recording_events
 from server.storage.database import db
 from server.storage.meeting_rows import MeetingRow
-from server.storage.models import MeetingAttendee, RecordingEvent
-
-
-@dataclass(frozen=True)
-class MeetingView:
-    id: str
-    name: str
-    start_date: int
-    end_date: int
-    attendees: tuple[Attendee, ...]
-    public: bool
-    scheduled: bool
-    record: bool
-    chat_dialog_id: str | None
-    created_at: datetime
-    updated_at: datetime
-    host_id: int
-    notify: bool
-    notify_before: NotifyBefore | None
-    timezone: Timezone | None
-    version: int
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[MeetingView]
-    limit: int
-    offset: int
-    total: int
-
+from server.storage.models import MeetingAttendee
 
 normalize_email = meeting_rows.normalize_email
 
@@ -87,7 +62,7 @@ def create(caller: auth.Caller, patch: MeetingPatch) -> MeetingView:
                 row.id, row.name, _occupants(caller.user_id, row.attendees), row.chat_dialog_id
             )
         if patch.record:
-            _record_event(row.id, "start", now)
+            recording_events.insert(row.id, "start", now)
         view = _view(row, row.attendees)
         notifications.meeting_created(view)
         return view
@@ -98,7 +73,7 @@ def get(caller: auth.Caller, meeting_id: str) -> MeetingView:
     return _view(row, row.attendees)
 
 
-def list_page(caller: auth.Caller, query: meeting_filters.ListQuery, *, count: bool) -> Page:
+def list_page(caller: auth.Caller, query: ListQuery, *, count: bool) -> Page[MeetingView]:
     """The caller's meetings (hosted or attended) matching `query`, ordered by start, then id."""
     email = normalize_email(caller.email)
     rows = meeting_rows.list_for(caller.user_id, email, query.conditions, query.limit, query.offset)
@@ -158,7 +133,7 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
             transaction.rollback()
             return before
         if row.record != was_recording:
-            _record_event(row.id, "start" if row.record else "stop", now)
+            recording_events.insert(row.id, "start" if row.record else "stop", now)
         row.updated_at = now
         row.version += 1
         meeting_rows.save(row)
@@ -229,13 +204,6 @@ def _attendees_of(meeting_ids: list[str]) -> dict[str, tuple[Attendee, ...]]:
 
 def _occupants(host_id: int, attendees: Iterable[Attendee]) -> set[int]:
     return {host_id} | {a.id for a in attendees if a.id}
-
-
-def _record_event(meeting_id: str, action: str, at: datetime) -> None:
-    # Serialize event inserts until commit, so that ids commit in order and a media server
-    # resuming "after id N" never misses one (see recording_control).
-    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (recording_control.INSERT_LOCK,))
-    RecordingEvent.create(meeting_id=meeting_id, action=action, created_at=at)
 
 
 def _view(row: Any, attendees: tuple[Attendee, ...]) -> MeetingView:

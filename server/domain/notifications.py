@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.domain import clock, emails
+from server.domain.meeting_values import MeetingView
 from server.storage import outbox
 from server.storage.models import User
 
-if TYPE_CHECKING:
-    from server.domain import meetings
+Pending = outbox.RecipientState.PENDING
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,14 @@ class _Entry:
         return email.strip().lower() if email else f"user:{self.person.user_id}"
 
 
-def reminder_due_at(view: meetings.MeetingView) -> datetime | None:
+def reminder_due_at(view: MeetingView) -> datetime | None:
     """When the meeting's reminder is due, or None if it has none."""
     if not view.notify or view.notify_before is None:
         return None
     return datetime.fromtimestamp(view.start_date - view.notify_before.seconds, UTC)
 
 
-def meeting_created(view: meetings.MeetingView) -> None:
+def meeting_created(view: MeetingView) -> None:
     if not view.notify:
         return  # no invitation, and no reminder (a new meeting has none to cancel)
     host, attendees = _resolve(view)
@@ -56,7 +56,7 @@ def meeting_created(view: meetings.MeetingView) -> None:
     _plan_reminder(view, info, [host, *attendees])
 
 
-def meeting_updated(before: meetings.MeetingView, after: meetings.MeetingView) -> None:
+def meeting_updated(before: MeetingView, after: MeetingView) -> None:
     if not before.notify and not after.notify:
         # Nothing to send, and no reminder to re-plan: the change that turned notify off
         # cancelled it in its own transaction (a reminder is only live while notify is on).
@@ -77,7 +77,7 @@ def meeting_updated(before: meetings.MeetingView, after: meetings.MeetingView) -
     _plan_reminder(after, info, everyone)
 
 
-def meeting_deleted(view: meetings.MeetingView) -> None:
+def meeting_deleted(view: MeetingView) -> None:
     live = outbox.live_reminder(view.id)
     if live is not None:
         outbox.cancel(live.id, "the meeting was deleted")
@@ -87,7 +87,7 @@ def meeting_deleted(view: meetings.MeetingView) -> None:
         _send_now("cancellation", view, _info(view, host, attendees), [host, *attendees])
 
 
-def _resolve(view: meetings.MeetingView) -> tuple[_Entry, list[_Entry]]:
+def _resolve(view: MeetingView) -> tuple[_Entry, list[_Entry]]:
     """The host and the attendees with the address to mail each at (one query for users)."""
     ids = {view.host_id} | {a.id for a in view.attendees if a.id is not None}
     users = {
@@ -109,7 +109,7 @@ def _resolve(view: meetings.MeetingView) -> tuple[_Entry, list[_Entry]]:
     return entry(view.host_id, None), [entry(a.id, a.email) for a in view.attendees]
 
 
-def _info(view: meetings.MeetingView, host: _Entry, attendees: list[_Entry]) -> emails.MeetingInfo:
+def _info(view: MeetingView, host: _Entry, attendees: list[_Entry]) -> emails.MeetingInfo:
     return emails.MeetingInfo(
         id=view.id,
         name=view.name,
@@ -134,7 +134,7 @@ def recipients(entries: Iterable[_Entry]) -> list[dict[str, Any]]:
             {
                 "email": entry.person.email,
                 "user_id": entry.person.user_id,
-                "state": outbox.SKIPPED if entry.problem else outbox.PENDING,
+                "state": outbox.RecipientState.SKIPPED if entry.problem else Pending,
                 "detail": entry.problem,
             }
         )
@@ -142,24 +142,22 @@ def recipients(entries: Iterable[_Entry]) -> list[dict[str, Any]]:
 
 
 def _send_now(
-    topic: str, view: meetings.MeetingView, info: emails.MeetingInfo, entries: Sequence[_Entry]
+    topic: str, view: MeetingView, info: emails.MeetingInfo, entries: Sequence[_Entry]
 ) -> None:
     rows = recipients(entries)
-    sendable = any(row["state"] == outbox.PENDING for row in rows)
+    sendable = any(row["state"] == Pending for row in rows)
     outbox.enqueue(
         topic=topic,
         meeting_id=view.id,
         dedupe_key=f"{topic}:{view.id}:v{view.version}",
         payload={"meeting": info.as_json()},
         recipients=rows,
-        status=outbox.SCHEDULED if sendable else outbox.FAILED,
+        status=outbox.Status.SCHEDULED if sendable else outbox.Status.FAILED,
         reason=None if sendable else "no recipient has an email address",
     )
 
 
-def _plan_reminder(
-    view: meetings.MeetingView, info: emails.MeetingInfo, entries: Sequence[_Entry]
-) -> None:
+def _plan_reminder(view: MeetingView, info: emails.MeetingInfo, entries: Sequence[_Entry]) -> None:
     """Make the outbox agree with the meeting: one reminder at its due time, or none."""
     due = reminder_due_at(view)
     live = outbox.live_reminder(view.id)
@@ -168,7 +166,7 @@ def _plan_reminder(
     if live is not None:
         if due is not None and live.payload.get("due_at") == payload["due_at"]:
             # Same time: new content, unless a sender already has it (it is going out now).
-            if live.status == outbox.SCHEDULED:
+            if live.status == outbox.Status.SCHEDULED:
                 outbox.refresh(live.id, payload, rows)
             return
         if due is None:
@@ -182,11 +180,11 @@ def _plan_reminder(
     unsendable = None
     if due <= clock.now():
         unsendable = (
-            outbox.CANCELLED,
+            outbox.Status.CANCELLED,
             f"not sent: its time ({clock.iso_ms(due)}) had passed when it was planned",
         )
-    elif not any(row["state"] == outbox.PENDING for row in rows):
-        unsendable = (outbox.FAILED, "no recipient has an email address")
+    elif not any(row["state"] == Pending for row in rows):
+        unsendable = (outbox.Status.FAILED, "no recipient has an email address")
     if unsendable is not None:
         # Recorded (once per due time) so that the host sees why no reminder will come.
         outbox.enqueue(

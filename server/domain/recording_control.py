@@ -1,71 +1,47 @@
-"""Recording control events (record false->true "start", true->false "stop") for media servers.
+"""Recording control for media servers: every start and stop of recording, in order, live.
 
-Events are rows of `recording_events`, written in the meeting update's transaction under an
-advisory lock, so ids are committed in increasing order and "everything after id N" never
-skips one. An insert trigger NOTIFYs the `recording_events` channel; a watcher reads rows after
-its cursor, then sleeps on LISTEN until the next notification (or a timeout), so it works
-with any number of server replicas and resumes after a reconnect from the last id it saw.
+A watch reads the events after its cursor, then sleeps on LISTEN until the next one is written
+(or half a second passes), so it works with any number of server replicas; a media server that
+reconnects resumes from the last id it saw (see storage.recording_events for the ordering).
 """
 
 from __future__ import annotations
 
-import select
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Iterator
 
-import psycopg2
+from server.storage import database, recording_events
+from server.storage.database import db
+from server.storage.listen import Listener
+from server.storage.recording_events import ControlEvent
 
-from server.storage import database
-from server.storage.models import RecordingEvent
-
-CHANNEL = "recording_events"
-# Held while an event is inserted (transaction-scoped): commits happen in id order.
-INSERT_LOCK = 7_242_002
 BATCH = 500
+# Longest sleep between reads when no notification comes.
+WAIT_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class ControlEvent:
-    id: int
-    meeting_id: str
-    action: str
-    created_at: datetime
+class Watch:
+    """Events after `after_id` (None: from now on). Call inside a connection: the listener is
+    set up, and the cursor read, before the first event is asked for."""
 
+    def __init__(self, database_url: str, after_id: int | None) -> None:
+        self._listener = Listener(
+            database.connection_params(database_url), recording_events.CHANNEL
+        )
+        # Listen before reading, so that nothing committed in between is missed.
+        self._listener.connect()
+        self.cursor = recording_events.last_id() if after_id is None else after_id
 
-def after(event_id: int, limit: int = BATCH) -> list[ControlEvent]:
-    rows = (
-        RecordingEvent.select()
-        .where(RecordingEvent.id > event_id)
-        .order_by(RecordingEvent.id)
-        .limit(limit)
-    )
-    return [ControlEvent(int(r.id), r.meeting_id, r.action, r.created_at) for r in rows]
-
-
-def last_id() -> int:
-    row = RecordingEvent.select(RecordingEvent.id).order_by(RecordingEvent.id.desc()).first()
-    return int(row.id) if row is not None else 0
-
-
-class Listener:
-    """A dedicated connection LISTENing on the channel (not from the pool: it waits long)."""
-
-    def __init__(self, url: str) -> None:
-        self._conn: Any = psycopg2.connect(**database.connection_params(url))
-        self._conn.autocommit = True
-        with self._conn.cursor() as cur:
-            cur.execute(f"LISTEN {CHANNEL}")
-
-    def wait(self, timeout: float) -> bool:
-        """True if a notification arrived within `timeout` seconds."""
-        if not self._conn.notifies:
-            ready, _, _ = select.select([self._conn], [], [], timeout)
-            if ready:
-                self._conn.poll()
-        arrived = bool(self._conn.notifies)
-        self._conn.notifies.clear()
-        return arrived
-
-    def close(self) -> None:
-        self._conn.close()
+    def events(self, keep_going: Callable[[], bool]) -> Iterator[ControlEvent]:
+        """Every event from the cursor on, while `keep_going()`; each pass on a connection of
+        its own (a watch lasts for hours: it holds none while it waits)."""
+        try:
+            while keep_going():
+                with db.connection_context():
+                    events = recording_events.after(self.cursor, BATCH)
+                for event in events:
+                    self.cursor = event.id
+                    yield event
+                if len(events) < BATCH:
+                    self._listener.wait(WAIT_SECONDS)
+        finally:
+            self._listener.close()

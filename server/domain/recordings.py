@@ -11,37 +11,16 @@ from datetime import datetime
 from typing import Any
 
 import peewee as pw
-from playhouse.postgres_ext import ArrayField, DateTimeTZField
 
 from server.domain import auth, clock, download_links, errors, ids, meetings, service_keys
 from server.storage.database import db
-from server.storage.models import BaseModel, Meeting
+from server.storage.models import Meeting, Recording
 from server.storage.recording_files import Storage
 
 MAX_PARTICIPANTS = 1000
 # type/subtype, as a browser will need it to play the file.
 _CONTENT_TYPE = re.compile(r"^(audio|video)/[a-z0-9][a-z0-9.+-]{0,60}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class Recording(BaseModel):
-    id = pw.CharField(max_length=24, primary_key=True)
-    meeting = pw.ForeignKeyField(Meeting, column_name="meeting_id", on_delete="CASCADE")
-    participant_ids = ArrayField(pw.IntegerField, default=list)
-    duration = pw.DoubleField()
-    size_bytes = pw.BigIntegerField()
-    file_uid = pw.TextField(unique=True)
-    sha256 = pw.TextField()
-    content_type = pw.TextField()
-    created_at = DateTimeTZField()
-    updated_at = DateTimeTZField()
-    # The webhook delivery (outbox row) that reported this recording; None: not reported yet.
-    reported_by = pw.BigIntegerField(null=True)
-
-    meeting_id: Any
-
-    class Meta:
-        table_name = "recordings"
 
 
 @dataclass(frozen=True)
@@ -223,6 +202,17 @@ def download_urls(base_url: str, recording_ids: Iterable[str], ttl_seconds: int)
     """A signed, expiring link for each recording (one read of the signing secret for all)."""
     secret = service_keys.secret(service_keys.DOWNLOAD_SIGNING)
     return [download_links.make_url(base_url, secret, rid, ttl_seconds) for rid in recording_ids]
+
+
+@dataclass(frozen=True)
+class DownloadLinks:
+    """Where download links point (the gateway) and how long they stay valid."""
+
+    base_url: str
+    ttl_seconds: int
+
+    def urls(self, views: Iterable[RecordingView]) -> list[str]:
+        return download_urls(self.base_url, (view.id for view in views), self.ttl_seconds)
 
 
 def open_download(recording_id: str, expires: int, signature: str) -> Download:

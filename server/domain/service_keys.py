@@ -11,34 +11,13 @@ import hashlib
 import hmac
 import secrets
 
-import peewee as pw
-from playhouse.postgres_ext import DateTimeTZField
-
 from server.domain import clock, errors
-from server.storage.models import BaseModel
+from server.storage.models import ServiceKey, ServiceSecret
 
 ADMIN = "admin"
 MEDIA = "media"
 KINDS = (ADMIN, MEDIA)
 DOWNLOAD_SIGNING = "download_signing"
-
-
-class ServiceKey(BaseModel):
-    name = pw.TextField(primary_key=True)
-    key_hash = pw.TextField()
-    created_at = DateTimeTZField()
-
-    class Meta:
-        table_name = "service_keys"
-
-
-class ServiceSecret(BaseModel):
-    name = pw.TextField(primary_key=True)
-    value = pw.TextField()
-    created_at = DateTimeTZField()
-
-    class Meta:
-        table_name = "service_secrets"
 
 
 def _hash(key: str) -> str:

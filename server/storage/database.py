@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import peewee
+import psycopg2
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_UNKNOWN, connection
@@ -95,3 +96,32 @@ def connect(url: str, max_connections: int, *, prepared: bool = True) -> PooledP
     )
     db.initialize(database)
     return database
+
+
+class Probe:
+    """Whether the database answers, asked on a connection of its own (outside the pool, so
+    that a full pool does not look like an outage)."""
+
+    def __init__(self, url: str, connect_timeout: int = 2) -> None:
+        self._params = connection_params(url) | {"connect_timeout": connect_timeout}
+        self._conn: Any = None
+
+    def ok(self) -> bool:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg2.connect(**self._params)
+                self._conn.autocommit = True
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            return True
+        except psycopg2.Error:
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg2.Error:
+                pass
+            self._conn = None

@@ -5,7 +5,8 @@ Peewee query costs more CPU than PostgreSQL spends running it (make bench profil
 Python per get, three quarters of it in query compilation). A meeting is read together with its
 attendees (a `json_agg` sub-select) in one round trip. Parameters always travel separately;
 the only text put together at run time is column names and operators from fixed tables here.
-They run as prepared statements (server.storage.database.execute_prepared).
+They run as prepared statements (storage.database.execute_prepared). Rows carry the domain's
+value types (meeting_values.Attendee, Condition): storage knows no rule beyond these shapes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from server.domain.meeting_filters import NUMBER_FIELDS, Condition
-from server.domain.meeting_rules import Attendee
+from server.domain.meeting_values import NUMBER_FIELDS, OPERATORS, Attendee, Condition
 from server.storage.database import execute_prepared
 
 # Columns in the order of MeetingRow's fields (attendees excepted).
@@ -75,6 +75,7 @@ _OPERATORS = {
     "in": "= ANY(%s)",
     "nin": "<> ALL(%s)",
 }
+assert tuple(_OPERATORS) == OPERATORS
 
 
 @dataclass
@@ -231,6 +232,20 @@ def _attendee_values(attendees: Sequence[Attendee]) -> tuple[str, list[Any]]:
 def replace_attendees(meeting_id: str, attendees: Sequence[Attendee]) -> None:
     execute_prepared("DELETE FROM meeting_attendees WHERE meeting_id = %s", (meeting_id,))
     insert_attendees(meeting_id, attendees)
+
+
+def insert_chat_dialog(
+    dialog_id: str, meeting_id: str, name: str, at: datetime, occupant_ids: Iterable[int]
+) -> None:
+    """The meeting's chat dialog and its occupants, in one statement (it runs on every create
+    with chat)."""
+    execute_prepared(
+        "WITH dialog AS (INSERT INTO chat_dialogs (id, meeting_id, name, created_at, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING id)"
+        " INSERT INTO chat_dialog_occupants (dialog_id, user_id)"
+        " SELECT dialog.id, occupant FROM dialog, unnest(%s::integer[]) AS occupant",
+        (dialog_id, meeting_id, name, at, at, sorted(set(occupant_ids))),
+    )
 
 
 def normalize_email(email: str | None) -> str | None:

@@ -1,11 +1,11 @@
-"""Peewee models over the tables that migrations.py creates (models only; no behaviour)."""
+"""Every Peewee model, over the tables that migrations.py creates (models only; no behaviour)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import peewee as pw
-from playhouse.postgres_ext import DateTimeTZField
+from playhouse.postgres_ext import ArrayField, BinaryJSONField, DateTimeTZField
 
 from server.storage.database import db
 
@@ -123,3 +123,74 @@ class RecordingEvent(BaseModel):
 
     class Meta:
         table_name = "recording_events"
+
+
+class Recording(BaseModel):
+    id = pw.CharField(max_length=24, primary_key=True)
+    meeting = pw.ForeignKeyField(Meeting, column_name="meeting_id", on_delete="CASCADE")
+    participant_ids = ArrayField(pw.IntegerField, default=list)
+    duration = pw.DoubleField()
+    size_bytes = pw.BigIntegerField()
+    file_uid = pw.TextField(unique=True)
+    sha256 = pw.TextField()
+    content_type = pw.TextField()
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+    # The webhook delivery (outbox row) that reported this recording; None: not reported yet.
+    reported_by = pw.BigIntegerField(null=True)
+
+    meeting_id: Any
+
+    class Meta:
+        table_name = "recordings"
+
+
+class Outbox(BaseModel):
+    id = pw.BigAutoField()
+    kind = pw.TextField()
+    topic = pw.TextField()
+    meeting_id = pw.CharField(max_length=24, null=True)
+    dedupe_key = pw.TextField(unique=True)
+    payload = BinaryJSONField()
+    # [{"email": str | None, "user_id": int | None, "state": ..., "detail": str | None}]
+    recipients = BinaryJSONField(default=list)
+    status = pw.TextField()
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = DateTimeTZField()
+    lease_owner = pw.TextField(null=True)
+    lease_expires_at = DateTimeTZField(null=True)
+    version = pw.IntegerField(default=1)
+    last_error = pw.TextField(null=True)
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+    sent_at = DateTimeTZField(null=True)
+
+    class Meta:
+        table_name = "outbox"
+
+
+class MeetingSetting(BaseModel):
+    name = pw.TextField(primary_key=True)
+    value = pw.TextField()
+    updated_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "meeting_settings"
+
+
+class ServiceKey(BaseModel):
+    name = pw.TextField(primary_key=True)
+    key_hash = pw.TextField()
+    created_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "service_keys"
+
+
+class ServiceSecret(BaseModel):
+    name = pw.TextField(primary_key=True)
+    value = pw.TextField()
+    created_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "service_secrets"

@@ -12,45 +12,69 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-import peewee as pw
-from playhouse.postgres_ext import BinaryJSONField, DateTimeTZField
 from psycopg2.extras import Json
 
 from server.storage.database import db
-from server.storage.models import BaseModel
+from server.storage.models import Outbox
 
 # The channel that wakes the delivery loops when a row is written (NOTIFY is sent at commit).
 CHANNEL = "meetings_outbox"
 
-SCHEDULED, SENDING, SENT, FAILED, CANCELLED = "scheduled", "sending", "sent", "failed", "cancelled"
-# Recipient states, kept per address in the `recipients` column.
-PENDING, DELIVERED, REFUSED, SKIPPED = "pending", "sent", "failed", "skipped"
+
+class Kind(StrEnum):
+    """What a row delivers, and so which delivery channel sends it."""
+
+    EMAIL = "email"
+    WEBHOOK = "webhook"
 
 
-class Outbox(BaseModel):
-    id = pw.BigAutoField()
-    kind = pw.TextField()
-    topic = pw.TextField()
-    meeting_id = pw.CharField(max_length=24, null=True)
-    dedupe_key = pw.TextField(unique=True)
-    payload = BinaryJSONField()
-    # [{"email": str | None, "user_id": int | None, "state": ..., "detail": str | None}]
-    recipients = BinaryJSONField(default=list)
-    status = pw.TextField()
-    attempts = pw.IntegerField(default=0)
-    next_attempt_at = DateTimeTZField()
-    lease_owner = pw.TextField(null=True)
-    lease_expires_at = DateTimeTZField(null=True)
-    version = pw.IntegerField(default=1)
-    last_error = pw.TextField(null=True)
-    created_at = DateTimeTZField()
-    updated_at = DateTimeTZField()
-    sent_at = DateTimeTZField(null=True)
+class Status(StrEnum):
+    """A row's state (the `status` column); see the module doc."""
 
-    class Meta:
-        table_name = "outbox"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RecipientState(StrEnum):
+    """One address of an email (the `state` of each entry of the `recipients` column)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str | None
+    user_id: int | None
+    state: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A row as the host and the operators see it: what it is, its state, and why."""
+
+    id: int
+    kind: str
+    topic: str
+    meeting_id: str | None
+    dedupe_key: str
+    status: str
+    attempts: int
+    last_error: str | None
+    due_at: datetime
+    sent_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    recipients: tuple[Recipient, ...]
 
 
 @dataclass(frozen=True)
@@ -81,8 +105,8 @@ def enqueue(
     payload: dict[str, Any],
     recipients: Sequence[dict[str, Any]],
     due: datetime | None = None,
-    kind: str = "email",
-    status: str = SCHEDULED,
+    kind: Kind = Kind.EMAIL,
+    status: Status = Status.SCHEDULED,
     reason: str | None = None,
 ) -> int | None:
     """Insert a row (due now unless `due`); None if a row with this dedupe key exists."""
@@ -104,7 +128,7 @@ def enqueue(
         ),
     )
     row = cursor.fetchone()
-    if row is not None and status == SCHEDULED:
+    if row is not None and status == Status.SCHEDULED:
         wake_senders()
     return None if row is None else int(row[0])
 
@@ -145,7 +169,7 @@ def live_reminder(meeting_id: str) -> Any:
         .where(
             Outbox.meeting_id == meeting_id,
             Outbox.topic == "reminder",
-            Outbox.status.in_([SCHEDULED, SENDING]),
+            Outbox.status.in_([Status.SCHEDULED, Status.SENDING]),
         )
         .for_update()
         .first()
@@ -171,7 +195,7 @@ def refresh(row_id: int, payload: dict[str, Any], recipients: Sequence[dict[str,
 
 
 def claim(
-    owner: str, limit: int, lease_seconds: float, kinds: Sequence[str] = ("email",)
+    owner: str, limit: int, lease_seconds: float, kinds: Sequence[str] = (Kind.EMAIL,)
 ) -> list[Claimed]:
     """Take up to `limit` due rows of `kinds` (and such rows whose sender's lease ran out).
 
@@ -223,37 +247,22 @@ def _relaxed_commit() -> None:
     db.execute_sql("SET LOCAL synchronous_commit = off")
 
 
-def finish(
-    job: Claimed,
-    *,
-    status: str,
-    recipients: Sequence[dict[str, Any]],
-    error: str | None,
-    retry_in: float | None = None,
-) -> bool:
-    """Record a send: `sent`, `failed`, or `scheduled` again in `retry_in` seconds.
-
-    False if the row changed since the claim (the result is then not ours to record)."""
-    recorded, _ = finish_then_check(
-        job, status=status, recipients=recipients, error=error, retry_in=retry_in
-    )
-    return recorded
-
-
 def finish_then_check(
     job: Claimed,
     *,
-    status: str,
+    status: Status,
     recipients: Sequence[dict[str, Any]],
     error: str | None,
     retry_in: float | None = None,
     following: Claimed | None = None,
     lease_seconds: float = 0.0,
 ) -> tuple[bool, bool]:
-    """`finish(job)` and `still_ours(following)` in one statement: (recorded, following ours).
+    """Record a send (`sent`, `failed`, or `scheduled` again in `retry_in` seconds) and, in the
+    same statement, `still_ours(following)`: (recorded, following ours). `recorded` is False if
+    the row changed since the claim (the result is then not ours to record).
 
     One round trip and one synchronous commit per message instead of two round trips: the
-    record of this send is on disk before the next one starts, as with `finish` alone. Senders
+    record of this send is on disk before the next one starts. Senders
     lock their rows in claim order (ascending id), so two of them cannot deadlock here; a
     meeting change holding `following` is waited for, as in `still_ours`.
     """
@@ -298,7 +307,7 @@ def release(jobs: Sequence[Claimed]) -> None:
         wake_senders()
 
 
-def seconds_until_due(kinds: Sequence[str] = ("email",)) -> float | None:
+def seconds_until_due(kinds: Sequence[str] = (Kind.EMAIL,)) -> float | None:
     """Seconds until the next row of `kinds` falls due or a lease runs out (<= 0: now);
     None if none."""
     cursor = db.execute_sql(
@@ -313,6 +322,60 @@ def seconds_until_due(kinds: Sequence[str] = ("email",)) -> float | None:
     return None if row is None or row[0] is None else float(row[0])
 
 
-def for_meeting(meeting_id: str) -> list[Any]:
+def entries_for_meeting(meeting_id: str) -> list[Entry]:
     """Every row of a meeting, oldest first."""
-    return list(Outbox.select().where(Outbox.meeting_id == meeting_id).order_by(Outbox.id))
+    rows = Outbox.select().where(Outbox.meeting_id == meeting_id).order_by(Outbox.id)
+    return [_entry(row) for row in rows]
+
+
+def webhook_entries(limit: int, offset: int) -> tuple[list[Entry], int]:
+    """A page of webhook rows of every meeting, newest first, and how many there are."""
+    selected = Outbox.select().where(Outbox.kind == Kind.WEBHOOK)
+    rows = selected.order_by(Outbox.id.desc()).limit(limit).offset(offset)
+    return [_entry(row) for row in rows], selected.count()
+
+
+def entry(row_id: int) -> Entry:
+    return _entry(Outbox.get_by_id(row_id))
+
+
+def locked(row_id: int, kind: Kind) -> Any:
+    """The row of `kind` with this id, locked until the transaction ends, or None."""
+    return Outbox.select().where(Outbox.id == row_id, Outbox.kind == kind).for_update().first()
+
+
+def copies_of(dedupe_key: str) -> int:
+    """How many copies of the row with this key were sent again (keys `<key>:resend:<n>`)."""
+    return int(Outbox.select().where(Outbox.dedupe_key.startswith(f"{dedupe_key}:resend:")).count())
+
+
+def due_now(row_id: int) -> None:
+    """Make a row that is not being sent due again now (one more attempt, same key)."""
+    db.execute_sql(
+        "UPDATE outbox SET status = 'scheduled', next_attempt_at = now(),"
+        " version = version + 1, lease_owner = NULL, lease_expires_at = NULL,"
+        " updated_at = now() WHERE id = %s",
+        (row_id,),
+    )
+    wake_senders()
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(
+        id=int(row.id),
+        kind=row.kind,
+        topic=row.topic,
+        meeting_id=row.meeting_id,
+        dedupe_key=row.dedupe_key,
+        status=row.status,
+        attempts=int(row.attempts),
+        last_error=row.last_error,
+        due_at=row.next_attempt_at,
+        sent_at=row.sent_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        recipients=tuple(
+            Recipient(r.get("email"), r.get("user_id"), r["state"], r.get("detail"))
+            for r in row.recipients or ()
+        ),
+    )

@@ -1,23 +1,37 @@
-"""Protobuf messages <-> domain values (with servicers, the only code that imports *_pb2)."""
+"""Protobuf messages <-> domain values: every conversion between the two, in one place."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import field_mask_pb2, struct_pb2
 
-from meetings.v1 import meetings_pb2, sessions_pb2
+from meetings.v1 import admin_pb2, meetings_pb2, recordings_pb2, sessions_pb2
 from server.domain import (
+    admin_panel,
     auth,
     clock,
     errors,
     meeting_filters,
-    meeting_rules,
-    meetings,
-    notification_status,
+    meeting_settings,
+    meeting_values,
+    recording_webhooks,
+    recordings,
+    webhook_settings,
 )
-from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore, Timezone
+from server.domain.meeting_values import (
+    Attendee,
+    Condition,
+    MeetingPatch,
+    MeetingView,
+    NotifyBefore,
+    Page,
+    Timezone,
+)
+from server.storage import outbox
+from server.storage.recording_events import ControlEvent
 
 _OPTIONAL_SCALARS = (
     "name",
@@ -30,7 +44,7 @@ _OPTIONAL_SCALARS = (
     "notify",
     "host_id",
 )
-_KNOWN_MASK_PATHS = frozenset(meeting_rules.FIELDS) | frozenset(meeting_rules.READ_ONLY_FIELDS)
+_KNOWN_MASK_PATHS = frozenset(meeting_values.FIELDS) | frozenset(meeting_values.READ_ONLY_FIELDS)
 
 
 def patch_from_input(
@@ -94,7 +108,7 @@ def _nullable(value: dict[str, Any] | str | None) -> struct_pb2.Value:
     return result
 
 
-def meeting_to_pb(view: meetings.MeetingView) -> meetings_pb2.Meeting:
+def meeting_to_pb(view: MeetingView) -> meetings_pb2.Meeting:
     message = meetings_pb2.Meeting(
         name=view.name,
         start_date=view.start_date,
@@ -126,36 +140,42 @@ def meeting_to_pb(view: meetings.MeetingView) -> meetings_pb2.Meeting:
     return message
 
 
-def list_query(request: meetings_pb2.ListMeetingsRequest) -> meeting_filters.ListQuery:
-    conditions: list[meeting_filters.Condition] = []
-    for field in meeting_filters.NUMBER_FIELDS + meeting_filters.TIME_FIELDS:
-        if not request.HasField(field):  # type: ignore[arg-type]
-            continue
-        filter_message: Any = getattr(request, field)
-        is_time = field in meeting_filters.TIME_FIELDS
-        for op in ("eq", "gt", "gte", "lt", "lte", "ne"):
-            if filter_message.HasField(op):
-                value = getattr(filter_message, op)
-                conditions.append(
-                    meeting_filters.Condition(
-                        field, op, value.ToDatetime(tzinfo=UTC) if is_time else float(value)
-                    )
-                )
-        for op in ("in", "nin"):
-            values = getattr(filter_message, op)
-            if values:
-                converted = tuple(v.ToDatetime(tzinfo=UTC) if is_time else float(v) for v in values)
-                conditions.append(meeting_filters.Condition(field, op, converted))
+def list_query(request: meetings_pb2.ListMeetingsRequest) -> meeting_values.ListQuery:
+    conditions: list[Condition] = []
+    for field in meeting_values.NUMBER_FIELDS + meeting_values.TIME_FIELDS:
+        if request.HasField(field):  # type: ignore[arg-type]
+            is_time = field in meeting_values.TIME_FIELDS
+            conditions += _conditions(field, getattr(request, field), is_time)
     if request.HasField("scheduled"):
-        conditions.append(meeting_filters.Condition("scheduled", "eq", request.scheduled))
+        conditions.append(Condition("scheduled", "eq", request.scheduled))
     meeting_id = getattr(request, "_id")  # noqa: B009
     if meeting_id:
-        conditions.append(meeting_filters.Condition("_id", "eq", meeting_id))
+        conditions.append(Condition("_id", "eq", meeting_id))
     limit = request.limit if request.HasField("limit") else None
     return meeting_filters.build(conditions, limit, request.offset)
 
 
-def page_to_pb(page: meetings.Page) -> meetings_pb2.MeetingPage:
+def _conditions(field: str, message: Any, is_time: bool) -> list[Condition]:
+    """The conditions a NumberFilter or TimeFilter message sets, in operator order."""
+
+    found = []
+    for op in meeting_values.COMPARISONS:
+        if message.HasField(op):
+            value = getattr(message, op)
+            found.append(Condition(field, op, _time(value) if is_time else float(value)))
+    for op in meeting_values.SET_OPERATORS:
+        values = getattr(message, op)
+        if values:
+            converted = tuple(map(_time, values)) if is_time else tuple(map(float, values))
+            found.append(Condition(field, op, converted))
+    return found
+
+
+def _time(value: Any) -> datetime:
+    return value.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+def page_to_pb(page: Page[MeetingView]) -> meetings_pb2.MeetingPage:
     return meetings_pb2.MeetingPage(
         limit=page.limit,
         skip=page.offset,
@@ -175,22 +195,149 @@ def session_to_pb(session: auth.SessionView) -> sessions_pb2.SessionResponse:
     return sessions_pb2.SessionResponse(session=message)
 
 
-def notification_to_pb(view: notification_status.NotificationView) -> meetings_pb2.Notification:
+def notification_to_pb(entry: outbox.Entry) -> meetings_pb2.Notification:
     message = meetings_pb2.Notification(
-        topic=view.topic,
-        status=view.status,
-        due_at=round(view.due_at.timestamp(), 3),
-        attempts=view.attempts,
-        reason=_nullable(view.reason),
-        sent_at=_nullable(clock.iso_ms(view.sent_at) if view.sent_at else None),
-        created_at=clock.iso_ms(view.created_at),
-        updated_at=clock.iso_ms(view.updated_at),
+        topic=entry.topic,
+        status=entry.status,
+        due_at=round(entry.due_at.timestamp(), 3),
+        attempts=entry.attempts,
+        reason=_nullable(entry.last_error),
+        sent_at=_nullable(clock.iso_ms(entry.sent_at) if entry.sent_at else None),
+        created_at=clock.iso_ms(entry.created_at),
+        updated_at=clock.iso_ms(entry.updated_at),
     )
-    setattr(message, "_id", str(view.id))  # noqa: B010
-    for recipient in view.recipients:
+    setattr(message, "_id", str(entry.id))  # noqa: B010
+    for recipient in entry.recipients:
         item = message.recipients.add(
-            email=recipient.email or "", status=recipient.status, detail=recipient.detail or ""
+            email=recipient.email or "", status=recipient.state, detail=recipient.detail or ""
         )
         if recipient.user_id is not None:
             item.user_id = recipient.user_id
     return message
+
+
+def recordings_to_pb(
+    views: Sequence[recordings.RecordingView], download_urls: Sequence[str]
+) -> list[recordings_pb2.Recording]:
+    return [_recording_to_pb(view, url) for view, url in zip(views, download_urls, strict=True)]
+
+
+def _recording_to_pb(view: recordings.RecordingView, download_url: str) -> recordings_pb2.Recording:
+    message = recordings_pb2.Recording(
+        room_id=view.meeting_id,
+        participants_ids=list(view.participant_ids),
+        participants_count=len(view.participant_ids),
+        file_uid=view.file_uid,
+        duration=view.duration,
+        size=view.size_mb,
+        download_url=download_url,
+        created_at=clock.iso_ms(view.created_at),
+        updated_at=clock.iso_ms(view.updated_at),
+    )
+    setattr(message, "_id", view.id)  # noqa: B010
+    return message
+
+
+def control_event_to_pb(event: ControlEvent) -> recordings_pb2.RecordingControlEvent:
+    return recordings_pb2.RecordingControlEvent(
+        id=event.id,
+        meeting_id=event.meeting_id,
+        action=event.action,
+        created_at=clock.iso_ms(event.created_at),
+    )
+
+
+def settings_to_pb(
+    general: meeting_settings.MeetingSettings, hook: webhook_settings.WebhookSettings
+) -> admin_pb2.MeetingsSettings:
+    return admin_pb2.MeetingsSettings(
+        meeting_url_template=general.meeting_url_template,
+        sender=general.sender,
+        webhook_url=hook.url,
+        webhook_enabled=hook.enabled,
+        webhook_disabled_reason=hook.disabled_reason,
+        webhook_secrets=len(hook.active_secrets(clock.now())),
+    )
+
+
+def _iso_or_empty(value: datetime | None) -> str:
+    return clock.iso_ms(value) if value is not None else ""
+
+
+def summaries_to_pb(page: Page[admin_panel.MeetingSummary]) -> admin_pb2.AdminMeetingPage:
+    return admin_pb2.AdminMeetingPage(
+        items=[_summary_to_pb(item) for item in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+def _summary_to_pb(item: admin_panel.MeetingSummary) -> admin_pb2.AdminMeetingSummary:
+    message = admin_pb2.AdminMeetingSummary(
+        name=item.name,
+        start_date=item.start_date,
+        end_date=item.end_date,
+        host_id=item.host_id,
+        host_login=item.host_login,
+        attendees_count=item.attendees_count,
+        record=item.record,
+        recordings_count=item.recordings_count,
+    )
+    setattr(message, "_id", item.id)  # noqa: B010
+    return message
+
+
+def meeting_detail_to_pb(
+    found: admin_panel.MeetingDetail, download_urls: Sequence[str]
+) -> admin_pb2.AdminMeetingDetail:
+    return admin_pb2.AdminMeetingDetail(
+        meeting=meeting_to_pb(found.meeting),
+        host_login=found.host_login,
+        host_email=found.host_email,
+        call_ended_at=_iso_or_empty(found.call_ended_at),
+        recordings=recordings_to_pb(found.recordings, download_urls),
+        deliveries=[delivery_to_pb(entry) for entry in found.deliveries],
+    )
+
+
+def deliveries_to_pb(page: Page[outbox.Entry]) -> admin_pb2.WebhookDeliveryPage:
+    return admin_pb2.WebhookDeliveryPage(
+        items=[delivery_to_pb(item) for item in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+def delivery_to_pb(entry: outbox.Entry) -> admin_pb2.Delivery:
+    webhook = entry.kind == outbox.Kind.WEBHOOK
+    return admin_pb2.Delivery(
+        id=str(entry.id),
+        kind=entry.kind,
+        topic=entry.topic,
+        meeting_id=entry.meeting_id or "",
+        status=entry.status,
+        attempts=entry.attempts,
+        last_error=entry.last_error or "",
+        due_at=_iso_or_empty(entry.due_at),
+        sent_at=_iso_or_empty(entry.sent_at),
+        created_at=_iso_or_empty(entry.created_at),
+        updated_at=_iso_or_empty(entry.updated_at),
+        webhook_id=recording_webhooks.webhook_id(entry.dedupe_key) if webhook else "",
+        recipients=[
+            admin_pb2.DeliveryRecipient(email=r.email or "", state=r.state, detail=r.detail or "")
+            for r in entry.recipients
+        ],
+    )
+
+
+def upload_metadata(meta: recordings_pb2.RecordingMetadata) -> recordings.UploadMetadata:
+    return recordings.UploadMetadata(
+        meeting_id=meta.meeting_id,
+        participant_ids=tuple(meta.participants_ids),
+        duration=meta.duration,
+        content_type=meta.content_type,
+        sha256=meta.sha256,
+        size=meta.size,
+    )

@@ -6,7 +6,6 @@ import logging
 import threading
 from typing import Any
 
-import psycopg2
 from grpc_health.v1 import health, health_pb2
 
 from server.storage import database
@@ -28,10 +27,9 @@ class DatabaseWatch:
     ) -> None:
         self._servicer = servicer
         self._services = ["", *services]
-        self._params = database.connection_params(url) | {"connect_timeout": 2}
+        self._probe = database.Probe(url)
         self._interval = interval
         self._pool = pool
-        self._conn: Any = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-db", daemon=True)
         self.serving: bool | None = None
@@ -45,19 +43,10 @@ class DatabaseWatch:
         self._stop.set()
         self._set(False)
         self._thread.join(timeout=5)
-        self._close()
+        self._probe.close()
 
     def check(self) -> bool:
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg2.connect(**self._params)
-                self._conn.autocommit = True
-            with self._conn.cursor() as cur:
-                cur.execute("SELECT 1")
-            ok = True
-        except psycopg2.Error:
-            self._close()
-            ok = False
+        ok = self._probe.ok()
         if not self._stop.is_set():
             self._set(ok)
         return ok
@@ -81,14 +70,6 @@ class DatabaseWatch:
         )
         for service in self._services:
             self._servicer.set(service, status)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg2.Error:
-                pass
-            self._conn = None
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

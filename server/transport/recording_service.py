@@ -1,5 +1,5 @@
-"""gRPC servicers for recordings: participants list and download; the media server uploads,
-ends calls and watches recording control events."""
+"""The recordings servicers: participants list and download recordings; the media server
+uploads them, ends calls and watches recording control events."""
 
 from __future__ import annotations
 
@@ -11,53 +11,24 @@ from google.api import httpbody_pb2
 
 from meetings.v1 import recordings_pb2 as pb
 from meetings.v1 import recordings_pb2_grpc
-from server.domain import auth, clock, errors, recording_control, recordings
-from server.settings import Settings
-from server.storage.database import db
+from server.domain import auth, errors, recording_control, recordings
 from server.storage.recording_files import Storage
-from server.transport import rpc
+from server.transport import convert, rpc
 
 Context = grpc.ServicerContext
 
 
-def recording_to_pb(view: recordings.RecordingView, download_url: str) -> pb.Recording:
-    message = pb.Recording(
-        room_id=view.meeting_id,
-        participants_ids=list(view.participant_ids),
-        participants_count=len(view.participant_ids),
-        file_uid=view.file_uid,
-        duration=view.duration,
-        size=view.size_mb,
-        download_url=download_url,
-        created_at=clock.iso_ms(view.created_at),
-        updated_at=clock.iso_ms(view.updated_at),
-    )
-    setattr(message, "_id", view.id)  # noqa: B010
-    return message
-
-
-class RecordingLinks:
-    """Builds each recording's signed download link from the settings."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._base = settings.public_base_url
-        self._ttl = settings.download_link_ttl_seconds
-
-    def to_pbs(self, views: list[recordings.RecordingView]) -> list[pb.Recording]:
-        urls = recordings.download_urls(self._base, (view.id for view in views), self._ttl)
-        return [recording_to_pb(view, url) for view, url in zip(views, urls, strict=True)]
-
-
 class RecordingService(recordings_pb2_grpc.RecordingServiceServicer):
-    def __init__(self, settings: Settings, storage: Storage) -> None:
-        self._links = RecordingLinks(settings)
+    def __init__(self, links: recordings.DownloadLinks, storage: Storage) -> None:
+        self._links = links
         self._storage = storage
 
     @rpc.handler(stream=True)
     def ListRecordings(
         self, request: pb.ListRecordingsRequest, context: Context, caller: auth.Caller
     ) -> Iterable[pb.Recording]:
-        return self._links.to_pbs(recordings.list_for(caller, request.meeting_id))
+        found = recordings.list_for(caller, request.meeting_id)
+        return convert.recordings_to_pb(found, self._links.urls(found))
 
     @rpc.handler(credential=rpc.NONE, live=True)
     def DownloadRecording(
@@ -88,11 +59,17 @@ class RecordingService(recordings_pb2_grpc.RecordingServiceServicer):
 
 class MediaService(recordings_pb2_grpc.MediaServiceServicer):
     def __init__(
-        self, settings: Settings, storage: Storage, database_url: str, stopping: threading.Event
+        self,
+        links: recordings.DownloadLinks,
+        storage: Storage,
+        *,
+        max_bytes: int,
+        database_url: str,
+        stopping: threading.Event,
     ) -> None:
-        self._links = RecordingLinks(settings)
+        self._links = links
         self._storage = storage
-        self._max_bytes = settings.max_recording_bytes
+        self._max_bytes = max_bytes
         self._database_url = database_url
         self._stopping = stopping
 
@@ -103,19 +80,13 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "metadata":
             raise errors.BadRequest("The first message must carry the recording's metadata")
-        meta = first.metadata
-        metadata = recordings.UploadMetadata(
-            meeting_id=meta.meeting_id,
-            participant_ids=tuple(meta.participants_ids),
-            duration=meta.duration,
-            content_type=meta.content_type,
-            sha256=meta.sha256,
-            size=meta.size,
-        )
         view = recordings.ingest(
-            self._storage, metadata, self._chunks(request_iterator), self._max_bytes
+            self._storage,
+            convert.upload_metadata(first.metadata),
+            self._chunks(request_iterator),
+            self._max_bytes,
         )
-        return self._links.to_pbs([view])[0]
+        return convert.recordings_to_pb([view], self._links.urls([view]))[0]
 
     @staticmethod
     def _chunks(messages: Iterator[pb.UploadRecordingRequest]) -> Iterator[bytes]:
@@ -140,27 +111,7 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
     def WatchRecordingControl(
         self, request: pb.WatchRecordingControlRequest, context: Context, caller: None
     ) -> Iterator[pb.RecordingControlEvent]:
-        cursor = request.after_id if request.HasField("after_id") else recording_control.last_id()
-        # Listen before reading, so that nothing committed in between is missed.
-        listener = recording_control.Listener(self._database_url)
-        return self._watch(listener, cursor, context)
-
-    def _watch(
-        self, listener: recording_control.Listener, cursor: int, context: Context
-    ) -> Iterator[pb.RecordingControlEvent]:
-        try:
-            while context.is_active() and not self._stopping.is_set():
-                with db.connection_context():
-                    events = recording_control.after(cursor)
-                for event in events:
-                    cursor = event.id
-                    yield pb.RecordingControlEvent(
-                        id=event.id,
-                        meeting_id=event.meeting_id,
-                        action=event.action,
-                        created_at=clock.iso_ms(event.created_at),
-                    )
-                if len(events) < recording_control.BATCH:
-                    listener.wait(0.5)
-        finally:
-            listener.close()
+        after_id = request.after_id if request.HasField("after_id") else None
+        watch = recording_control.Watch(self._database_url, after_id)
+        events = watch.events(lambda: context.is_active() and not self._stopping.is_set())
+        return (convert.control_event_to_pb(event) for event in events)

@@ -14,7 +14,7 @@ from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
 from server.domain import admin_panel, service_keys
 from server.storage import outbox
-from server.storage.outbox import Outbox
+from server.storage.models import Outbox
 from tests.conftest import Account, admin_metadata
 from tests.rpc_helpers import create, m_id, rpc_error
 from tests.test_recordings import upload
@@ -153,13 +153,13 @@ def test_meeting_detail_shows_recordings_and_deliveries(
 
 def _webhook_row(meeting_id: str, n: int, status: str) -> int:
     row_id = outbox.enqueue(
-        kind="webhook",
+        kind=outbox.Kind.WEBHOOK,
         topic="recordings_ready",
         meeting_id=meeting_id,
         dedupe_key=f"recordings_ready:{meeting_id}:{n}",
         payload={"recording_ids": []},
         recipients=[],
-        status=status,
+        status=outbox.Status(status),
         reason="HTTP 500: an error" if status == "failed" else None,
     )
     assert row_id is not None

@@ -15,14 +15,12 @@ from standardwebhooks.webhooks import Webhook
 
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server.delivery import loop as delivery
 from server.delivery import mailer
-from server.delivery import webhook_http as webhooks
-from server.domain import recording_webhooks as webhook_delivery
 from server.domain import service_keys
-from server.domain.recordings import Recording
+from server.storage.models import Recording
 from tests.admin_panel.conftest import screenshot, sign_in
 from tests.conftest import Account
+from tests.delivery_helpers import email_loop, full_loop, networks
 from tests.gateway.conftest import Gateway, raw_request
 from tests.notifications.conftest import SmtpServer, deliver_all
 from tests.rpc_helpers import create, m_id
@@ -145,13 +143,13 @@ def test_a_new_url_template_is_used_in_the_next_invitation(
     meeting_id = m_id(
         create(meeting_stub, accounts["host"], notify=True, attendees=[{"email": "g@example.org"}])
     )
-    sender = delivery.Deliverer(
+    sender = email_loop(
         mailer.SmtpMailer(mailer.parse_url(smtp.url)), worker_id="panel", rand=lambda: 0.5
     )
     try:
         assert deliver_all(sender) >= 1
     finally:
-        sender.mailer.close()
+        sender.close()
     [invitation] = [m for m in smtp.wait_for(1) if "g@example.org" in m.recipients]
     assert f"https://video.example.net/join/{meeting_id}?from=panel" in invitation.part(
         "text/plain"
@@ -190,15 +188,12 @@ def test_a_rotated_secret_signs_the_next_delivery_and_resend(
     media.EndCall(
         rpb.EndCallRequest(meeting_id=meeting_id), metadata=(("cb-service-key", media_key),)
     )
-    deliverer = delivery.Deliverer(
+    deliverer = full_loop(
         mailer.from_settings(None, tmp_path / "mail"),
-        worker_id="panel",
-        webhook_sender=webhook_delivery.WebhookSender(
-            public_base_url=gateway.base,
-            link_ttl_seconds=3600,
-            allowed_networks=webhooks.parse_networks("127.0.0.0/8"),
-        ),
+        base_url=gateway.base,
+        allowed=networks("127.0.0.0/8"),
         rand=lambda: 0.5,
+        worker_id="panel",
     )
     deliverer.run_once()
     [first] = receiver.wait_for(1)

@@ -19,8 +19,8 @@ import icalendar
 import pytest
 from aiosmtpd.controller import Controller
 
-from server.delivery import loop as delivery
-from server.delivery import mailer
+from server.delivery import loop, mailer
+from tests.delivery_helpers import email_loop
 
 
 def free_port() -> int:
@@ -160,19 +160,19 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def deliverer(smtp: SmtpServer, db: Any) -> Iterator[delivery.Deliverer]:
+def deliverer(smtp: SmtpServer, db: Any) -> Iterator[loop.DeliveryLoop]:
     """A sender driven step by step by the test (rand fixed: the middle of the jitter)."""
-    sender = delivery.Deliverer(
+    sender = email_loop(
         mailer.SmtpMailer(mailer.parse_url(smtp.url)),
         worker_id="test-sender",
         lease_seconds=30,
         rand=lambda: 0.5,
     )
     yield sender
-    sender.mailer.close()
+    sender.close()
 
 
-def deliver_all(sender: delivery.Deliverer, passes: int = 50) -> int:
+def deliver_all(sender: loop.DeliveryLoop, passes: int = 50) -> int:
     """Run passes until one finds nothing due; returns how many rows were claimed."""
     total = 0
     for _ in range(passes):

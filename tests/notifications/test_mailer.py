@@ -15,8 +15,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from meetings.v1 import meetings_pb2 as pb
-from server.delivery import loop as delivery
-from server.delivery import mailer
+from server.delivery import email_sender, loop, mailer
 from server.domain import emails, meeting_settings
 from server.storage import outbox
 from tests.conftest import Account
@@ -48,7 +47,7 @@ def test_a_4xx_reply_is_retried_with_backoff_then_delivered(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     smtp.data_replies = ["451 4.3.0 Try again later"]
@@ -77,7 +76,7 @@ def test_a_5xx_reply_fails_at_once_with_the_reason(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     smtp.data_replies = ["554 5.6.0 Message content rejected"]
@@ -101,7 +100,7 @@ def test_only_the_refused_recipients_are_retried(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     smtp.always_refuse = {"gone@example.org": "550 5.1.1 No such user"}
@@ -138,7 +137,7 @@ def test_one_connection_is_reused_across_messages(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
 ) -> None:
     for _ in range(5):
         invite(meeting_stub, accounts["host"], "guest@example.org")
@@ -224,10 +223,10 @@ def test_without_smtp_mail_is_kept_in_a_maildir(tmp_path: Path) -> None:
 
 
 def test_retry_schedule() -> None:
-    middle = [delivery.retry_delay(n, 0.5) for n in range(1, 13)]
+    middle = [email_sender.retry_delay(n, 0.5) for n in range(1, 13)]
     assert middle == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600, 3600, None]
-    assert delivery.retry_delay(1, 0.0) == pytest.approx(24)
-    assert delivery.retry_delay(1, 0.999999) == pytest.approx(36, abs=0.01)
+    assert email_sender.retry_delay(1, 0.0) == pytest.approx(24)
+    assert email_sender.retry_delay(1, 0.999999) == pytest.approx(36, abs=0.01)
 
 
 def test_after_the_last_attempt_temporary_failures_become_final() -> None:
@@ -243,13 +242,13 @@ def test_after_the_last_attempt_temporary_failures_become_final() -> None:
             {"email": "a@x.org", "user_id": None, "state": "pending", "detail": None},
             {"email": "b@x.org", "user_id": None, "state": "sent", "detail": None},
         ],
-        attempts=delivery.MAX_ATTEMPTS,
+        attempts=email_sender.MAX_ATTEMPTS,
     )
     outcome = mailer.Outcome(temporary={"a@x.org": "421 4.7.0 Too busy"})
-    status, rows, error, retry_in = delivery.settle(job, outcome, 0.5)
-    assert (status, retry_in) == ("failed", None)
-    assert error == "refused a@x.org: gave up after 12 attempts: 421 4.7.0 Too busy"
-    assert [r["state"] for r in rows] == ["failed", "sent"]
+    result = email_sender.settle(job, outcome, 0.5)
+    assert (result.status, result.retry_in) == ("failed", None)
+    assert result.error == "refused a@x.org: gave up after 12 attempts: 421 4.7.0 Too busy"
+    assert [r["state"] for r in result.recipients] == ["failed", "sent"]
 
 
 def _message() -> Any:

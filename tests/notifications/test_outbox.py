@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from server.delivery import loop as delivery
-from server.delivery import mailer
+from server.delivery import loop, mailer
 from server.domain import auth, meetings
-from server.domain.meeting_rules import Attendee, MeetingPatch, NotifyBefore
+from server.domain.meeting_values import Attendee, MeetingPatch, NotifyBefore
 from server.storage import outbox
 from tests.conftest import Account
+from tests.delivery_helpers import email_loop
 from tests.notifications.conftest import SmtpServer, deliver_all, outbox_rows
 
 START = 1894694400
@@ -73,8 +73,8 @@ def test_a_stalled_lease_is_taken_over_and_the_stalled_sender_sends_nothing(
     host = auth.authenticate(accounts["host"].token)
     meetings.create(host, patch(notify_before=None))
 
-    def sender(name: str, lease: float) -> delivery.Deliverer:
-        return delivery.Deliverer(
+    def sender(name: str, lease: float) -> loop.DeliveryLoop:
+        return email_loop(
             mailer.SmtpMailer(mailer.parse_url(smtp.url)), worker_id=name, lease_seconds=lease
         )
 
@@ -91,7 +91,7 @@ def test_a_stalled_lease_is_taken_over_and_the_stalled_sender_sends_nothing(
     [row] = outbox_rows(db)
     assert (row["status"], row["attempts"]) == ("sent", 2)
     for each in (stalled, rescuer):
-        each.mailer.close()
+        each.close()
 
 
 def test_stopping_hands_back_the_rows_not_yet_attempted(
@@ -102,7 +102,7 @@ def test_stopping_hands_back_the_rows_not_yet_attempted(
         meetings.create(host, patch(notify_before=None))
     smtp.data_delay = 0.3
     stop = threading.Event()
-    sender = delivery.Deliverer(
+    sender = email_loop(
         mailer.SmtpMailer(mailer.parse_url(smtp.url)), worker_id="stopping", batch_size=10
     )
     thread = threading.Thread(target=sender.run, args=(stop,))
@@ -118,9 +118,9 @@ def test_stopping_hands_back_the_rows_not_yet_attempted(
     assert all(r["attempts"] == (1 if r["status"] == "sent" else 0) for r in rows)
 
     smtp.data_delay = 0
-    rest = delivery.Deliverer(mailer.SmtpMailer(mailer.parse_url(smtp.url)), worker_id="rest")
+    rest = email_loop(mailer.SmtpMailer(mailer.parse_url(smtp.url)), worker_id="rest")
     deliver_all(rest)
-    rest.mailer.close()
+    rest.close()
     ids = [r.message_id for r in smtp.received]
     assert len(ids) == len(set(ids)) == 6
 
@@ -151,7 +151,7 @@ def test_the_loop_outlives_a_killed_database_connection(
     from server.storage import database
 
     host = auth.authenticate(accounts["host"].token)
-    sender = delivery.Deliverer(
+    sender = email_loop(
         mailer.SmtpMailer(mailer.parse_url(smtp.url)),
         worker_id="survivor",
         poll_seconds=2.0,  # the safety-net poll: slower than LISTEN by far
@@ -189,7 +189,7 @@ def _row_id(message_id: str) -> int:
 
 
 def test_a_row_changed_while_the_one_before_it_is_sent_is_not_sent(
-    db: Any, accounts: dict[str, Account], smtp: SmtpServer, deliverer: delivery.Deliverer
+    db: Any, accounts: dict[str, Account], smtp: SmtpServer, deliverer: loop.DeliveryLoop
 ) -> None:
     # One pass claims all three; the check of each row rides on the record of the one before.
     host = auth.authenticate(accounts["host"].token)
@@ -212,11 +212,11 @@ def test_a_row_changed_while_the_one_before_it_is_sent_is_not_sent(
 
 
 def test_many_rows_in_one_batch_each_go_out_once(
-    db: Any, accounts: dict[str, Account], smtp: SmtpServer, deliverer: delivery.Deliverer
+    db: Any, accounts: dict[str, Account], smtp: SmtpServer, deliverer: loop.DeliveryLoop
 ) -> None:
     # More rows than fit in one claim, with some that cannot be sent in between.
     host = auth.authenticate(accounts["host"].token)
-    for _ in range(delivery.BATCH_SIZE + 5):
+    for _ in range(loop.BATCH_SIZE + 5):
         meetings.create(host, patch(notify_before=None))
     ids = [r["id"] for r in outbox_rows(db)]
     with db.connection_context():

@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from meetings.v1 import meetings_pb2 as pb
-from server.delivery import loop as delivery
-from server.delivery import mailer
+from server.delivery import loop, mailer
 from tests.conftest import Account
+from tests.delivery_helpers import email_loop
 from tests.notifications.conftest import SmtpServer, deliver_all, make_due, outbox_rows
 from tests.rpc_helpers import create, m_id, update
 
@@ -46,7 +46,7 @@ def test_reminder_goes_out_notify_before_ahead(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     created = with_reminder(meeting_stub, accounts["host"], accounts["attendee"])
@@ -68,7 +68,7 @@ def test_reminder_whose_time_has_passed_at_creation_is_not_sent(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     soon = int(time.time()) + 600  # in 10 minutes, with a reminder 1 hour ahead
@@ -87,7 +87,7 @@ def test_moving_the_meeting_moves_its_reminder(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     host = accounts["host"]
@@ -118,7 +118,7 @@ def test_notify_off_cancels_the_reminder_and_on_again_restores_it(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     host = accounts["host"]
@@ -144,7 +144,7 @@ def test_a_reminder_claimed_before_the_meeting_moved_is_not_sent(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     host = accounts["host"]
@@ -193,7 +193,7 @@ def test_reminders_are_on_time(
     """The loop as it runs in the server (a thread, LISTEN/NOTIFY): lateness under a second."""
     from server.storage import database
 
-    sender = delivery.Deliverer(
+    sender = email_loop(
         mailer.SmtpMailer(mailer.parse_url(smtp.url)),
         worker_id="on-time",
         poll_seconds=1.0,

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from meetings.v1 import meetings_pb2 as pb
-from server.delivery import loop as delivery
+from server.delivery import loop
 from server.domain import auth, meeting_settings
 from tests.conftest import REPO, Account, PgDatabase
 from tests.notifications.conftest import SmtpServer, deliver_all, outbox_rows
@@ -36,7 +36,7 @@ def test_create_with_notify_sends_everyone_an_invitation(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
 ) -> None:
     meeting_settings.update({"meeting_url_template": "https://meet.test/room/%s?join=1"})
     host, attendee, mailee = accounts["host"], accounts["attendee"], accounts["mailee"]
@@ -112,7 +112,7 @@ def test_notify_turned_on_invites_everyone(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
 ) -> None:
     host = accounts["host"]
     created = meeting(meeting_stub, host, attendees=[{"id": accounts["attendee"].user_id}])
@@ -128,7 +128,7 @@ def test_moved_meeting_sends_everyone_an_update(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
 ) -> None:
     host = accounts["host"]
     attendees = [{"id": accounts["attendee"].user_id}, {"email": "guest@example.org"}]
@@ -154,7 +154,7 @@ def test_added_attendees_alone_are_invited(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
 ) -> None:
     host, attendee, mailee = accounts["host"], accounts["attendee"], accounts["mailee"]
     created = meeting(meeting_stub, host, notify=True, attendees=[{"id": attendee.user_id}])
@@ -184,7 +184,7 @@ def test_delete_sends_a_cancellation(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
     pool: Any,
 ) -> None:
     host = accounts["host"]
@@ -215,7 +215,7 @@ def test_attendees_without_an_address_are_skipped_and_shown_to_the_host(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
 ) -> None:
     host = accounts["host"]
     no_email = auth.create_user("silent", "correct horse battery")
@@ -269,7 +269,7 @@ def test_settings_changed_with_the_cli_apply_to_the_next_email(
     meeting_stub: Any,
     accounts: dict[str, Account],
     smtp: SmtpServer,
-    deliverer: delivery.Deliverer,
+    deliverer: loop.DeliveryLoop,
 ) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "DATABASE_URL": postgres.url}

@@ -19,38 +19,30 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
-from server.delivery import loop as delivery
-from server.delivery import mailer
-from server.delivery import webhook_http as webhooks
-from server.domain import clock, service_keys
-from server.domain import recording_webhooks as webhook_delivery
-from server.domain.recordings import Recording
+from server.delivery import loop, mailer
+from server.domain import clock, recording_webhooks, service_keys, webhook_settings
 from server.storage import outbox
-from server.storage.models import Meeting
-from server.storage.outbox import Outbox
+from server.storage.models import Meeting, Outbox, Recording
 from tests.conftest import REPO, Account, PgDatabase
+from tests.delivery_helpers import email_loop, full_loop, networks
 from tests.rpc_helpers import create, m_id
 from tests.test_process import free_port
 from tests.test_recordings import upload
 from tests.webhooks.conftest import Delivery, Receiver, Reply
 
-LOOPBACK = webhooks.parse_networks("127.0.0.0/8, ::1/128")
+LOOPBACK = networks("127.0.0.0/8", "::1/128")
 
 
 def make_deliverer(
     tmp_path: Path, allowed: Any = LOOPBACK, timeout: float = 5.0
-) -> delivery.Deliverer:
-    return delivery.Deliverer(
+) -> loop.DeliveryLoop:
+    return full_loop(
         mailer.from_settings(None, tmp_path / "mail"),
-        worker_id="test",
-        webhook_sender=webhook_delivery.WebhookSender(
-            public_base_url="http://127.0.0.1:8080",
-            link_ttl_seconds=3600,
-            allowed_networks=allowed,
-            timeout=timeout,
-        ),
-        webhook_grace_seconds=600,
+        base_url="http://127.0.0.1:8080",
+        allowed=allowed,
+        timeout=timeout,
         rand=lambda: 0.5,
+        worker_id="test",
     )
 
 
@@ -64,7 +56,7 @@ class Scenario:
     media_key: str
     secret: str
     receiver: Receiver
-    deliverer: delivery.Deliverer
+    deliverer: loop.DeliveryLoop
     tmp_path: Path
 
     def finished_meeting(self, count: int = 2, end: bool = True) -> tuple[str, list[Any]]:
@@ -114,13 +106,13 @@ def scenario(
     tmp_path: Path,
     db: Any,
 ) -> Scenario:
-    webhooks.update(url=receiver.url, enabled=True)
+    webhook_settings.update(url=receiver.url, enabled=True)
     return Scenario(
         meetings=meeting_stub,
         host=accounts["host"],
         media=recordings_pb2_grpc.MediaServiceStub(channel),
         media_key=service_keys.issue(service_keys.MEDIA),
-        secret=webhooks.load().active_secrets(clock.now())[0],
+        secret=webhook_settings.load().active_secrets(clock.now())[0],
         receiver=receiver,
         deliverer=make_deliverer(tmp_path),
         tmp_path=tmp_path,
@@ -216,7 +208,7 @@ def test_retry_on_500_keeps_the_webhook_id(scenario: Scenario) -> None:
 def test_410_turns_the_webhook_off(scenario: Scenario) -> None:
     row = scenario.first_attempt(Reply(410))
     assert row.status == "failed" and "410" in row.last_error
-    settings = webhooks.load()
+    settings = webhook_settings.load()
     assert settings.enabled is False and "410 Gone" in settings.disabled_reason
     # No further deliveries while it is off.
     scenario.finished_meeting(count=1)
@@ -260,21 +252,21 @@ def test_a_slow_receiver_times_out_and_is_retried(scenario: Scenario) -> None:
 def test_non_public_addresses_are_refused_without_the_allow_list(
     url: str, scenario: Scenario
 ) -> None:
-    webhooks.update(url=url.format(port=scenario.receiver.port), enabled=True)
+    webhook_settings.update(url=url.format(port=scenario.receiver.port), enabled=True)
     row = scenario.first_attempt(allowed=())
     assert row.status == "failed" and row.last_error.startswith("refused:")
     assert scenario.receiver.deliveries == []
 
 
 def test_rotation_signs_with_both_secrets(scenario: Scenario) -> None:
-    new = webhooks.rotate_secret()
+    new = webhook_settings.rotate_secret()
     scenario.first_attempt()
     [got] = scenario.receiver.wait_for(1)
     assert got.headers["webhook-signature"].count("v1,") == 2
     for key in (new, scenario.secret):
         Webhook(key).verify(got.body, got.headers)
     # Retiring the previous secret at once: the next delivery carries one signature.
-    newest = webhooks.rotate_secret(previous_valid_seconds=0)
+    newest = webhook_settings.rotate_secret(previous_valid_seconds=0)
     scenario.finished_meeting(count=1)
     scenario.deliverer.run_once()
     later: Delivery = scenario.receiver.wait_for(2)[1]
@@ -288,10 +280,8 @@ def test_a_deliverer_without_a_webhook_sender_leaves_webhook_rows_alone(
     scenario: Scenario,
 ) -> None:
     scenario.finished_meeting(count=1)
-    webhook_delivery.schedule_due(600)
-    mail_only = delivery.Deliverer(
-        mailer.from_settings(None, scenario.tmp_path / "m"), worker_id="mail"
-    )
+    recording_webhooks.schedule_due(600)
+    mail_only = email_loop(mailer.from_settings(None, scenario.tmp_path / "m"), worker_id="mail")
     assert mail_only.run_once() == 0  # not claimed (and so not spun on)
     assert outbox.seconds_until_due(mail_only.kinds) is None
     [row] = webhook_rows()

@@ -1,0 +1,151 @@
+"""The email channel: render a notification, hand it to the mailer, settle each recipient.
+
+A message is begun (rendered, and sent to the SMTP server all but its final dot) while the
+previous row's record commits, and finished once its own row is known to be still ours
+(see delivery.loop). Temporary refusals (4xx, connection failures) are retried per recipient
+with backoff; permanent ones (5xx) fail that recipient at once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from concurrent.futures import Future
+from email.message import Message
+
+from server.delivery import mailer
+from server.delivery.channel import Result
+from server.domain import clock, emails, meeting_settings
+from server.storage import outbox
+
+RETRY_FIRST_SECONDS = 30.0
+RETRY_FACTOR = 2.0
+RETRY_MAX_SECONDS = 3600.0
+RETRY_JITTER = 0.2
+MAX_ATTEMPTS = 12
+ERROR_TEXT_MAX = 1000
+
+Pending = outbox.RecipientState.PENDING
+Begun = Future[mailer.Sending]
+
+
+def retry_delay(attempts: int, rand: float) -> float | None:
+    """Seconds to wait after failed attempt number `attempts` (1-based), or None to give up.
+
+        attempt  1    2    3    4    5     6     7     8-11
+        delay    30s  1m   2m   4m   8m    16m   32m   1h
+
+    each spread by ±20% (`rand` in [0, 1) picks where) so that retries of many messages do
+    not arrive together; after the 12th attempt the message fails, about 5 hours after the first.
+    """
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    base = min(RETRY_FIRST_SECONDS * RETRY_FACTOR ** max(attempts - 1, 0), RETRY_MAX_SECONDS)
+    return base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * rand)
+
+
+def pending(job: outbox.Claimed) -> list[str]:
+    """The addresses this attempt sends to: those not yet delivered or refused."""
+    return [r["email"] for r in job.recipients if r["state"] == Pending and r.get("email")]
+
+
+def settle(job: outbox.Claimed, outcome: mailer.Outcome, rand: float) -> Result:
+    """The row's new status, recipients, last error and retry delay after one attempt."""
+    delay = retry_delay(job.attempts, rand) if outcome.temporary else None
+    state = outbox.RecipientState
+    refused: dict[str, str] = {}
+    rows = []
+    for row in job.recipients:
+        row = dict(row)
+        address = row.get("email")
+        if row["state"] == state.PENDING and address is not None:
+            if address in outcome.delivered:
+                row.update(state=state.SENT, detail=None)
+            elif address in outcome.permanent:
+                row.update(state=state.FAILED, detail=outcome.permanent[address])
+            elif address in outcome.temporary and delay is not None:
+                row.update(detail=outcome.temporary[address])
+            elif address in outcome.temporary:
+                detail = f"gave up after {job.attempts} attempts: {outcome.temporary[address]}"
+                row.update(state=state.FAILED, detail=detail)
+        if row["state"] == state.FAILED and address is not None:
+            refused[address] = row["detail"]
+        rows.append(row)
+    if outcome.temporary and delay is not None:
+        return Result(
+            outbox.Status.SCHEDULED, rows, "retrying " + _summary(outcome.temporary), delay
+        )
+    if refused:
+        return Result(outbox.Status.FAILED, rows, "refused " + _summary(refused))
+    return Result(outbox.Status.SENT, rows)
+
+
+def _summary(problems: dict[str, str]) -> str:
+    text = "; ".join(f"{address}: {reason}" for address, reason in problems.items())
+    return text[:ERROR_TEXT_MAX]
+
+
+class EmailChannel:
+    kind = outbox.Kind.EMAIL
+
+    def __init__(self, mail: mailer.Mailer, rand: Callable[[], float] = random.random) -> None:
+        self.mailer = mail
+        self._rand = rand
+        self._config: meeting_settings.MeetingSettings | None = None
+
+    def sweep(self) -> None:
+        self._config = meeting_settings.load()
+
+    @property
+    def config(self) -> meeting_settings.MeetingSettings:
+        if self._config is None:
+            self.sweep()
+        assert self._config is not None
+        return self._config
+
+    def begin(self, job: outbox.Claimed) -> Begun | None:
+        to = pending(job)
+        if not to:
+            return None
+        begun: Begun = Future()
+        try:
+            message = self._prepare(job)
+            begun.set_result(self.mailer.begin(message, self.config.sender_address, to))
+        except Exception as exc:
+            begun.set_exception(exc)
+        return begun
+
+    def send(self, job: outbox.Claimed, begun: Begun | None) -> Result:
+        to = pending(job)
+        if not to:
+            return Result(outbox.Status.FAILED, job.recipients, "no recipient has an email address")
+        if begun is not None:
+            outcome = begun.result().finish()
+        else:
+            outcome = self.mailer.send(self._prepare(job), self.config.sender_address, to)
+        return settle(job, outcome, self._rand())
+
+    def abandon(self, begun: Begun | None) -> None:
+        if begun is not None and begun.exception() is None:
+            begun.result().abandon()
+
+    def failure(self, job: outbox.Claimed, exc: Exception) -> Result:
+        outcome = mailer.Outcome(temporary=dict.fromkeys(pending(job), f"internal error: {exc}"))
+        return settle(job, outcome, self._rand())
+
+    def close(self) -> None:
+        self.mailer.close()
+
+    def _prepare(self, job: outbox.Claimed) -> Message | bytes:
+        """The email of a row, rendered and made ready for the mailer."""
+        config = self.config
+        to = [r["email"] for r in job.recipients if r.get("email")]
+        message = emails.render(
+            job.topic,
+            emails.MeetingInfo.from_json(job.payload["meeting"]),
+            to,
+            config,
+            message_id=emails.message_id(job.dedupe_key, job.id, config.sender_address),
+            now=clock.now(),
+        )
+        return self.mailer.prepare(message, config.sender_address, pending(job))

@@ -1,0 +1,43 @@
+"""Delivery loops for tests, built the way server.app builds them."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable
+from typing import Any
+
+from server.delivery import email_sender, loop, mailer, webhook_http, webhook_sender
+from server.domain import recordings
+
+
+def networks(*specs: str) -> tuple[webhook_http.IpNetwork, ...]:
+    return tuple(ipaddress.ip_network(spec) for spec in specs)
+
+
+def email_loop(
+    mail: mailer.Mailer, *, rand: Callable[[], float] | None = None, **options: Any
+) -> loop.DeliveryLoop:
+    """A loop that sends email only (webhook rows are left alone)."""
+    channel = email_sender.EmailChannel(mail, rand=rand or random.random)
+    return loop.DeliveryLoop([channel], **options)
+
+
+def full_loop(
+    mail: mailer.Mailer,
+    *,
+    base_url: str,
+    allowed: tuple[webhook_http.IpNetwork, ...],
+    rand: Callable[[], float] | None = None,
+    timeout: float = webhook_http.TIMEOUT_SECONDS,
+    **options: Any,
+) -> loop.DeliveryLoop:
+    """A loop with both channels, as every server process runs it."""
+    pick = rand or random.random
+    webhook = webhook_sender.WebhookChannel(
+        links=recordings.DownloadLinks(base_url, 3600),
+        allowed_networks=allowed,
+        timeout=timeout,
+        rand=pick,
+    )
+    return loop.DeliveryLoop([email_sender.EmailChannel(mail, rand=pick), webhook], **options)
