@@ -49,9 +49,12 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff (with the SQL-text ban outside server/storage/), mypy --strict, and the layer contracts
+# of docs/architecture.md (import-linter, configured in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Speed against its own ceilings, in one run (bench/run.py): prints a table and writes
 # bench/results/latest.json. Needs wrk (installed here if missing; as root).

@@ -15,7 +15,7 @@
 --     `{"attendees": []}` clears the list.
 -- Responses (REST only):
 --   * an error from the server carries `cb-http-status` and `cb-error-body` (set by
---     server/grpc_errors.py): they become the status and the body;
+--     server/transport/rpc.py): they become the status and the body;
 --   * Envoy's own errors (bad JSON, bad parameter values, body too large, upstream down) and
 --     any other error become `{"errors": ["..."]}`; a 5xx never shows internal text;
 --   * grpc-* headers never reach a REST client (nor trailers, over HTTP/2);
