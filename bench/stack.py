@@ -21,10 +21,10 @@ from types import TracebackType
 import psycopg2
 from psycopg2 import sql
 
-from server import supervisor
+from server import settings, supervisor
 from server.storage import database, embedded_db, migrations
 
-REPO = supervisor.REPO
+REPO = settings.REPO
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

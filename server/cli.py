@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Callable
 
 from server.domain import auth, errors, meeting_settings, service_keys
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meetings-admin", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create-user", help="create a user")
@@ -38,8 +39,41 @@ def main(argv: list[str] | None = None) -> int:
         "service-key", help="make a new admin API or media server key (replaces the old one)"
     )
     key.add_argument("kind", choices=service_keys.KINDS)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _create_user(args: argparse.Namespace, settings: Settings) -> None:
+    password = args.password or getpass.getpass("Password: ")
+    user_id = auth.create_user(args.login, password, args.email, args.full_name)
+    print(f"created user {args.login!r} with id {user_id}")
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> None:
+    print(auth.issue_token(args.login, settings.token_ttl_seconds).token)
+
+
+def _settings(args: argparse.Namespace, settings: Settings) -> None:
+    names = meeting_settings.NAMES
+    changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    current = meeting_settings.update(changes) if changes else meeting_settings.load()
+    for name in names:
+        print(f"{name} = {getattr(current, name)}")
+
+
+def _service_key(args: argparse.Namespace, settings: Settings) -> None:
+    print(service_keys.issue(args.kind))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
+    "create-user": _create_user,
+    "token": _token,
+    "settings": _settings,
+    "service-key": _service_key,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -54,24 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     migrations.migrate(pool)
     try:
         with pool.connection_context():
-            if args.command == "create-user":
-                password = args.password or getpass.getpass("Password: ")
-                user_id = auth.create_user(args.login, password, args.email, args.full_name)
-                print(f"created user {args.login!r} with id {user_id}")
-            elif args.command == "settings":
-                changes = {
-                    name: getattr(args, name)
-                    for name in meeting_settings.NAMES
-                    if getattr(args, name) is not None
-                }
-                current = meeting_settings.update(changes) if changes else meeting_settings.load()
-                for name in meeting_settings.NAMES:
-                    print(f"{name} = {getattr(current, name)}")
-            elif args.command == "service-key":
-                print(service_keys.issue(args.kind))
-            else:
-                session = auth.issue_token(args.login, settings.token_ttl_seconds)
-                print(session.token)
+            COMMANDS[args.command](args, settings)
     except errors.InvalidFields as exc:
         for field, messages in exc.fields.items():
             for message in messages:

@@ -1,21 +1,125 @@
-"""Settings, read once from the environment at start-up and passed down."""
+"""Settings, read once from the environment at start-up and passed down.
+
+This is the only module that reads `os.environ`. Each variable is read by the reader of its
+type (`_Env`), which fails loudly, naming the variable, when a value is not usable.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+N = TypeVar("N", int, float)
+ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "off")
 
 
 class SettingsError(ValueError):
     """A setting is present but not usable; the message names the variable."""
 
 
+class _Env:
+    """Typed reads of environment variables: an unset or empty variable gives the default."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str) -> str:
+        return self._env.get(name) or default
+
+    def optional(self, name: str) -> str | None:
+        return self._env.get(name) or None
+
+    def path(self, name: str, default: Path) -> Path:
+        raw = self._env.get(name)
+        return Path(raw) if raw else default
+
+    def optional_path(self, name: str) -> Path | None:
+        raw = self._env.get(name)
+        return Path(raw) if raw else None
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        return self._ranged(name, default, low, high, int, "a whole number")
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        return self._ranged(name, default, low, high, float, "a number")
+
+    def _ranged(
+        self, name: str, default: N, low: N, high: N, parse: Callable[[str], N], what: str
+    ) -> N:
+        raw = self._env.get(name)
+        if not raw:
+            return default
+        try:
+            value = parse(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = (self._env.get(name) or "").strip().lower()
+        if raw == "":
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        """One of `choices`, matched without regard to case."""
+        raw = self._env.get(name) or default
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+    def port(self, name: str, default: int) -> int:
+        raw = self._env.get(name) or str(default)
+        if not raw.isdigit() or int(raw) > 65535:
+            raise SettingsError(f"{name} must be a port number (0 for any), got {raw!r}")
+        return int(raw)
+
+    def networks(self, name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+        found = []
+        for item in (self._env.get(name) or "").replace(",", " ").split():
+            try:
+                found.append(ip_network(item, strict=False))
+            except ValueError:
+                raise SettingsError(f"{name}: {item!r} is not an IP network") from None
+        return tuple(found)
+
+    def smtp_url(self, name: str) -> str | None:
+        url = self._env.get(name) or None
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("smtp", "smtp+starttls", "smtps") or not parts.hostname:
+                # Not echoed: the URL may hold a password.
+                raise SettingsError(
+                    f"{name} must be smtp://, smtp+starttls:// or smtps:// with a host"
+                )
+        return url
+
+    def http_url(self, name: str, default: str) -> str:
+        url = (self._env.get(name) or default).rstrip("/")
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise SettingsError(f"{name} must be an http(s) URL, got {url!r}")
+        return url
+
+
 @dataclass(frozen=True)
 class Settings:
+    """The settings of a server process (and of the CLI)."""
+
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     # None: start the embedded PostgreSQL server in data_dir.
@@ -23,7 +127,7 @@ class Settings:
     data_dir: Path = Path("data")
     token_ttl_seconds: int = 7200
     grpc_workers: int = 16
-    # The request path's statements as server-side prepared statements (server.storage.database).
+    # The request path's statements as server-side prepared statements (storage.database).
     # Off behind a pooler that hands each transaction another server connection (PgBouncer
     # in transaction mode does not carry SQL-level PREPARE across).
     db_prepared_statements: bool = True
@@ -58,117 +162,6 @@ class Settings:
         # One connection per worker thread plus a few for the background loops.
         return self.grpc_workers + 4
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        defaults = cls()
-
-        def integer(name: str, default: int, low: int, high: int) -> int:
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-            if not low <= value <= high:
-                raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-            return value
-
-        def number(name: str, default: float, low: float, high: float) -> float:
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-            if not low <= value <= high:
-                raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-            return value
-
-        def boolean(name: str, default: bool) -> bool:
-            raw = (env.get(name) or "").strip().lower()
-            if raw == "":
-                return default
-            if raw in ("1", "true", "yes", "on"):
-                return True
-            if raw in ("0", "false", "no", "off"):
-                return False
-            raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-        smtp_url = env.get("SMTP_URL") or None
-        if smtp_url is not None:
-            parts = urlsplit(smtp_url)
-            if parts.scheme not in ("smtp", "smtp+starttls", "smtps") or not parts.hostname:
-                # Not echoed: the URL may hold a password.
-                raise SettingsError(
-                    "SMTP_URL must be smtp://, smtp+starttls:// or smtps:// with a host"
-                )
-        sink = env.get("MAIL_SINK_DIR")
-
-        level = env.get("LOG_LEVEL", defaults.log_level).upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
-
-        def networks(name: str) -> tuple[IPv4Network | IPv6Network, ...]:
-            found = []
-            for item in (env.get(name) or "").replace(",", " ").split():
-                try:
-                    found.append(ip_network(item, strict=False))
-                except ValueError:
-                    raise SettingsError(f"{name}: {item!r} is not an IP network") from None
-            return tuple(found)
-
-        public_base_url = (env.get("PUBLIC_BASE_URL") or defaults.public_base_url).rstrip("/")
-        if urlsplit(public_base_url).scheme not in ("http", "https"):
-            raise SettingsError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public_base_url!r}")
-        return cls(
-            grpc_host=env.get("GRPC_HOST") or defaults.grpc_host,
-            grpc_port=integer("GRPC_PORT", defaults.grpc_port, 0, 65535),
-            database_url=env.get("DATABASE_URL") or None,
-            data_dir=Path(env.get("DATA_DIR") or defaults.data_dir),
-            token_ttl_seconds=integer(
-                "TOKEN_TTL_SECONDS", defaults.token_ttl_seconds, 1, 90 * 24 * 3600
-            ),
-            grpc_workers=integer("GRPC_WORKERS", defaults.grpc_workers, 1, 256),
-            db_prepared_statements=boolean(
-                "DB_PREPARED_STATEMENTS", defaults.db_prepared_statements
-            ),
-            shutdown_grace_seconds=number(
-                "SHUTDOWN_GRACE_SECONDS", defaults.shutdown_grace_seconds, 0, 300
-            ),
-            health_interval_seconds=number(
-                "HEALTH_INTERVAL_SECONDS", defaults.health_interval_seconds, 0.05, 60
-            ),
-            log_level=level,
-            smtp_url=smtp_url,
-            mail_sink_dir=Path(sink) if sink else None,
-            delivery_enabled=boolean("DELIVERY_ENABLED", defaults.delivery_enabled),
-            delivery_poll_seconds=number(
-                "DELIVERY_POLL_SECONDS", defaults.delivery_poll_seconds, 0.05, 60
-            ),
-            delivery_lease_seconds=number(
-                "DELIVERY_LEASE_SECONDS", defaults.delivery_lease_seconds, 1, 3600
-            ),
-            worker_id=env.get("WORKER_ID") or None,
-            recordings_dir=Path(env["RECORDINGS_DIR"]) if env.get("RECORDINGS_DIR") else None,
-            public_base_url=public_base_url,
-            download_link_ttl_seconds=integer(
-                "DOWNLOAD_LINK_TTL_SECONDS", defaults.download_link_ttl_seconds, 1, 7 * 86400
-            ),
-            max_recording_bytes=integer(
-                "MAX_RECORDING_BYTES", defaults.max_recording_bytes, 1, 1 << 40
-            ),
-            webhook_allowed_networks=networks("WEBHOOK_ALLOWED_NETWORKS"),
-            webhook_end_grace_seconds=number(
-                "WEBHOOK_END_GRACE_SECONDS", defaults.webhook_end_grace_seconds, 0, 7 * 86400
-            ),
-            webhook_timeout_seconds=number(
-                "WEBHOOK_TIMEOUT_SECONDS", defaults.webhook_timeout_seconds, 0.1, 120
-            ),
-        )
-
     @property
     def recordings_path(self) -> Path:
         return self.recordings_dir or self.data_dir / "recordings"
@@ -176,3 +169,80 @@ class Settings:
     @property
     def mail_sink(self) -> Path:
         return self.mail_sink_dir or self.data_dir / "mail"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        d = cls()
+        return cls(
+            grpc_host=env.text("GRPC_HOST", d.grpc_host),
+            grpc_port=env.integer("GRPC_PORT", d.grpc_port, 0, 65535),
+            database_url=env.optional("DATABASE_URL"),
+            data_dir=env.path("DATA_DIR", d.data_dir),
+            token_ttl_seconds=env.integer("TOKEN_TTL_SECONDS", d.token_ttl_seconds, 1, 90 * 86400),
+            grpc_workers=env.integer("GRPC_WORKERS", d.grpc_workers, 1, 256),
+            db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", d.db_prepared_statements),
+            shutdown_grace_seconds=env.number(
+                "SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds, 0, 300
+            ),
+            health_interval_seconds=env.number(
+                "HEALTH_INTERVAL_SECONDS", d.health_interval_seconds, 0.05, 60
+            ),
+            log_level=env.choice("LOG_LEVEL", d.log_level, LOG_LEVELS),
+            smtp_url=env.smtp_url("SMTP_URL"),
+            mail_sink_dir=env.optional_path("MAIL_SINK_DIR"),
+            delivery_enabled=env.boolean("DELIVERY_ENABLED", d.delivery_enabled),
+            delivery_poll_seconds=env.number(
+                "DELIVERY_POLL_SECONDS", d.delivery_poll_seconds, 0.05, 60
+            ),
+            delivery_lease_seconds=env.number(
+                "DELIVERY_LEASE_SECONDS", d.delivery_lease_seconds, 1, 3600
+            ),
+            worker_id=env.optional("WORKER_ID"),
+            recordings_dir=env.optional_path("RECORDINGS_DIR"),
+            public_base_url=env.http_url("PUBLIC_BASE_URL", d.public_base_url),
+            download_link_ttl_seconds=env.integer(
+                "DOWNLOAD_LINK_TTL_SECONDS", d.download_link_ttl_seconds, 1, 7 * 86400
+            ),
+            max_recording_bytes=env.integer(
+                "MAX_RECORDING_BYTES", d.max_recording_bytes, 1, 1 << 40
+            ),
+            webhook_allowed_networks=env.networks("WEBHOOK_ALLOWED_NETWORKS"),
+            webhook_end_grace_seconds=env.number(
+                "WEBHOOK_END_GRACE_SECONDS", d.webhook_end_grace_seconds, 0, 7 * 86400
+            ),
+            webhook_timeout_seconds=env.number(
+                "WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_seconds, 0.1, 120
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """What `make run` adds around the server processes: Envoy, and how many processes."""
+
+    gateway_host: str = "127.0.0.1"
+    # 0: any free port (the base URL printed at start-up says which).
+    gateway_port: int = 8080
+    envoy_admin_port: int = 9901
+    envoy_bin: Path = Path(sys.executable).parent / "envoy"
+    envoy_config: Path = REPO / "envoy.yaml"
+    envoy_log_level: str = "warning"
+    startup_timeout_seconds: float = 60.0
+    # `python -m server` processes on consecutive ports from GRPC_PORT, all behind the one Envoy:
+    # one Python process is held to one core by the GIL, so more processes use more cores.
+    server_processes: int = 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = _Env(os.environ if environ is None else environ)
+        d = cls()
+        return cls(
+            gateway_host=env.text("GATEWAY_HOST", d.gateway_host),
+            gateway_port=env.port("GATEWAY_PORT", d.gateway_port),
+            envoy_admin_port=env.port("ENVOY_ADMIN_PORT", d.envoy_admin_port),
+            envoy_bin=env.path("ENVOY_BIN", d.envoy_bin),
+            envoy_config=env.path("ENVOY_CONFIG", d.envoy_config),
+            envoy_log_level=env.choice("ENVOY_LOG_LEVEL", d.envoy_log_level, ENVOY_LOG_LEVELS),
+            server_processes=env.integer("SERVER_PROCESSES", d.server_processes, 1, 64),
+        )

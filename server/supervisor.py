@@ -29,54 +29,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server import logs
-from server.settings import Settings, SettingsError
+from server.settings import REPO, GatewaySettings, Settings, SettingsError
 from server.storage import embedded_db
 
-REPO = Path(__file__).resolve().parent.parent
 # A value followed by `# NAME` in envoy.yaml is replaced by the setting NAME when rendered.
 _PLACEHOLDER = re.compile(r"(?P<key>address|port_value): (?P<value>\S+) # (?P<name>[A-Z_]+)\b")
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    gateway_host: str = "127.0.0.1"
-    # 0: any free port (the base URL printed at start-up says which).
-    gateway_port: int = 8080
-    envoy_admin_port: int = 9901
-    envoy_bin: Path = Path(sys.executable).parent / "envoy"
-    envoy_config: Path = REPO / "envoy.yaml"
-    envoy_log_level: str = "warning"
-    startup_timeout_seconds: float = 60.0
-    # `python -m server` processes on consecutive ports from GRPC_PORT, all behind the one Envoy:
-    # one Python process is held to one core by the GIL, so more processes use more cores.
-    server_processes: int = 1
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
-        env = os.environ if env is None else env
-        defaults = cls()
-
-        def port(name: str, default: int) -> int:
-            raw = env.get(name) or str(default)
-            if not raw.isdigit() or int(raw) > 65535:
-                raise SettingsError(f"{name} must be a port number (0 for any), got {raw!r}")
-            return int(raw)
-
-        processes = env.get("SERVER_PROCESSES") or str(defaults.server_processes)
-        if not processes.isdigit() or not 1 <= int(processes) <= 64:
-            raise SettingsError(f"SERVER_PROCESSES must be between 1 and 64, got {processes!r}")
-        level = (env.get("ENVOY_LOG_LEVEL") or defaults.envoy_log_level).lower()
-        if level not in ("trace", "debug", "info", "warning", "error", "critical", "off"):
-            raise SettingsError(f"ENVOY_LOG_LEVEL is not an Envoy log level: {level!r}")
-        return cls(
-            gateway_host=env.get("GATEWAY_HOST") or defaults.gateway_host,
-            gateway_port=port("GATEWAY_PORT", defaults.gateway_port),
-            envoy_admin_port=port("ENVOY_ADMIN_PORT", defaults.envoy_admin_port),
-            envoy_bin=Path(env.get("ENVOY_BIN") or defaults.envoy_bin),
-            envoy_config=Path(env.get("ENVOY_CONFIG") or defaults.envoy_config),
-            envoy_log_level=level,
-            server_processes=int(processes),
-        )
 
 
 class StartupError(RuntimeError):
@@ -213,35 +170,10 @@ def run(
 ) -> int:
     """Start everything, print where it is, and supervise until `stopping` or a child exits.
     `env` is passed on to the children."""
-    host = settings.grpc_host
-    # Consecutive ports from GRPC_PORT, one per server process (with 0, free ports).
-    if settings.grpc_port == 0:
-        ports = [free_port(host) for _ in range(gateway.server_processes)]
-    else:
-        ports = [settings.grpc_port + n for n in range(gateway.server_processes)]
+    ports = _server_ports(settings, gateway.server_processes)
     settings = replace(settings, grpc_port=ports[0])
-    if gateway.gateway_port == 0:
-        gateway = replace(gateway, gateway_port=free_port(gateway.gateway_host))
-    if gateway.envoy_admin_port == 0:
-        gateway = replace(gateway, envoy_admin_port=free_port("127.0.0.1"))
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    config = settings.data_dir / "envoy.yaml"
-    config.write_text(
-        with_server_ports(
-            render_envoy_config(
-                gateway.envoy_config.read_text(),
-                {
-                    "GATEWAY_HOST": gateway.gateway_host,
-                    "GATEWAY_PORT": gateway.gateway_port,
-                    "ENVOY_ADMIN_PORT": gateway.envoy_admin_port,
-                    "GRPC_HOST": host,
-                    "GRPC_PORT": settings.grpc_port,
-                },
-            ),
-            ports,
-        )
-    )
+    gateway = _with_free_ports(gateway)
+    config = _write_envoy_config(settings, gateway, ports)
     validate_envoy_config(gateway.envoy_bin, config, gateway.envoy_config)
 
     embedded = None
@@ -249,7 +181,7 @@ def run(
     if url is None:
         embedded = embedded_db.EmbeddedPostgres(settings.data_dir)
         url = embedded.url()
-    # Stopped in this order: Envoy first (no new requests), then the server (it drains).
+    # Stopped in this order: Envoy first (no new requests), then the servers (they drain).
     children: list[_Child] = []
     try:
         deadline = time.monotonic() + gateway.startup_timeout_seconds
@@ -259,39 +191,96 @@ def run(
             **env,
             "DATABASE_URL": url,
         }
-        for number, port in enumerate(ports):
-            name = "the gRPC server" + (f" #{number + 1}" if len(ports) > 1 else "")
-            process = _spawn(
-                [sys.executable, "-m", "server"], {**server_env, "GRPC_PORT": str(port)}
-            )
-            children.append(_Child(name, process))
-        for child, port in zip(children, ports, strict=True):
-            address = f"{host}:{port}"
-            child.wait_ready(functools.partial(grpc_serving, address), deadline, stopping)
-
-        envoy_args = [str(gateway.envoy_bin), "-c", str(config), "-l", gateway.envoy_log_level]
-        # No hot restart is used, and without it several gateways can share a host (tests).
-        envoy_args += ["--disable-hot-restart", "--drain-time-s", "2"]
-        envoy = _Child("Envoy", _spawn(envoy_args, env))
-        children.insert(0, envoy)
-        envoy.wait_ready(
-            lambda: _gateway_answers(gateway.gateway_host, gateway.gateway_port),
-            deadline,
-            stopping,
-        )
+        _start_servers(children, settings.grpc_host, ports, server_env, deadline, stopping)
+        _start_envoy(children, gateway, config, env, deadline, stopping)
         _announce(settings, gateway)
-        while not stopping.wait(0.2):
-            for child in children:
-                if child.process.poll() is not None:
-                    code = child.process.returncode
-                    print(f"{child.name} exited with status {code}: stopping", flush=True)
-                    return 1
-        return 0
+        return _supervise(children, stopping)
     finally:
         for child in children:
             child.stop(settings.shutdown_grace_seconds + 5)
         if embedded is not None:
             embedded.stop()
+
+
+def _server_ports(settings: Settings, processes: int) -> list[int]:
+    """Consecutive ports from GRPC_PORT, one per server process (with 0, free ports)."""
+    if settings.grpc_port == 0:
+        return [free_port(settings.grpc_host) for _ in range(processes)]
+    return [settings.grpc_port + n for n in range(processes)]
+
+
+def _with_free_ports(gateway: GatewaySettings) -> GatewaySettings:
+    if gateway.gateway_port == 0:
+        gateway = replace(gateway, gateway_port=free_port(gateway.gateway_host))
+    if gateway.envoy_admin_port == 0:
+        gateway = replace(gateway, envoy_admin_port=free_port("127.0.0.1"))
+    return gateway
+
+
+def _write_envoy_config(settings: Settings, gateway: GatewaySettings, ports: list[int]) -> Path:
+    """envoy.yaml rendered with the settings' ports, into DATA_DIR."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    config = settings.data_dir / "envoy.yaml"
+    values: dict[str, str | int] = {
+        "GATEWAY_HOST": gateway.gateway_host,
+        "GATEWAY_PORT": gateway.gateway_port,
+        "ENVOY_ADMIN_PORT": gateway.envoy_admin_port,
+        "GRPC_HOST": settings.grpc_host,
+        "GRPC_PORT": settings.grpc_port,
+    }
+    rendered = render_envoy_config(gateway.envoy_config.read_text(), values)
+    config.write_text(with_server_ports(rendered, ports))
+    return config
+
+
+def _start_servers(
+    children: list[_Child],
+    host: str,
+    ports: list[int],
+    env: Mapping[str, str],
+    deadline: float,
+    stopping: Event,
+) -> None:
+    """`python -m server` on each port (added to `children` at once, so that they are stopped
+    if any fails to start), then wait until every one is SERVING."""
+    started = []
+    for number, port in enumerate(ports):
+        name = "the gRPC server" + (f" #{number + 1}" if len(ports) > 1 else "")
+        process = _spawn([sys.executable, "-m", "server"], {**env, "GRPC_PORT": str(port)})
+        started.append(_Child(name, process))
+        children.append(started[-1])
+    for child, port in zip(started, ports, strict=True):
+        child.wait_ready(functools.partial(grpc_serving, f"{host}:{port}"), deadline, stopping)
+
+
+def _start_envoy(
+    children: list[_Child],
+    gateway: GatewaySettings,
+    config: Path,
+    env: Mapping[str, str],
+    deadline: float,
+    stopping: Event,
+) -> None:
+    """Envoy, first in `children` (stopped first: no new requests), then wait until a REST call
+    goes through."""
+    args = [str(gateway.envoy_bin), "-c", str(config), "-l", gateway.envoy_log_level]
+    # No hot restart is used, and without it several gateways can share a host (tests).
+    args += ["--disable-hot-restart", "--drain-time-s", "2"]
+    envoy = _Child("Envoy", _spawn(args, env))
+    children.insert(0, envoy)
+    host, port = gateway.gateway_host, gateway.gateway_port
+    envoy.wait_ready(lambda: _gateway_answers(host, port), deadline, stopping)
+
+
+def _supervise(children: list[_Child], stopping: Event) -> int:
+    """0 once `stopping` is set; 1 as soon as a child exits on its own."""
+    while not stopping.wait(0.2):
+        for child in children:
+            if child.process.poll() is not None:
+                code = child.process.returncode
+                print(f"{child.name} exited with status {code}: stopping", flush=True)
+                return 1
+    return 0
 
 
 def _announce(settings: Settings, gateway: GatewaySettings) -> None:

@@ -119,9 +119,14 @@ class Probe:
             return False
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg2.Error:
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
+
+
+def close_quietly(conn: Any) -> None:
+    """Close a connection of our own (if any), whatever state it is in."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg2.Error:
+            pass

@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg2
 
+from server.storage.database import close_quietly
+
 
 class Listener:
     def __init__(self, params: dict[str, Any], channel: str) -> None:
@@ -46,9 +48,5 @@ class Listener:
         return arrived
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg2.Error:
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None

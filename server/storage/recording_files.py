@@ -38,8 +38,6 @@ class Upload(Protocol):
 class Storage(Protocol):
     def begin(self, key: str) -> Upload: ...
 
-    def size(self, key: str) -> int: ...
-
     def read(self, key: str) -> Iterator[bytes]: ...
 
     def delete(self, key: str) -> None: ...
@@ -94,9 +92,6 @@ class FilesystemStorage:
 
     def begin(self, key: str) -> Upload:
         return _FileUpload(self._path(key))
-
-    def size(self, key: str) -> int:
-        return self._path(key).stat().st_size
 
     def read(self, key: str) -> Iterator[bytes]:
         with self._path(key).open("rb") as handle:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2, struct_pb2
 
@@ -32,6 +32,8 @@ from server.domain.meeting_values import (
 )
 from server.storage import outbox
 from server.storage.recording_events import ControlEvent
+
+T = TypeVar("T")
 
 _OPTIONAL_SCALARS = (
     "name",
@@ -264,13 +266,14 @@ def _iso_or_empty(value: datetime | None) -> str:
     return clock.iso_ms(value) if value is not None else ""
 
 
+def _page_fields(page: Page[T], item_to_pb: Callable[[T], Any]) -> dict[str, Any]:
+    """The fields an admin page message shares: items, total, limit, offset."""
+    items = [item_to_pb(item) for item in page.items]
+    return {"items": items, "total": page.total, "limit": page.limit, "offset": page.offset}
+
+
 def summaries_to_pb(page: Page[admin_panel.MeetingSummary]) -> admin_pb2.AdminMeetingPage:
-    return admin_pb2.AdminMeetingPage(
-        items=[_summary_to_pb(item) for item in page.items],
-        total=page.total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return admin_pb2.AdminMeetingPage(**_page_fields(page, _summary_to_pb))
 
 
 def _summary_to_pb(item: admin_panel.MeetingSummary) -> admin_pb2.AdminMeetingSummary:
@@ -302,12 +305,7 @@ def meeting_detail_to_pb(
 
 
 def deliveries_to_pb(page: Page[outbox.Entry]) -> admin_pb2.WebhookDeliveryPage:
-    return admin_pb2.WebhookDeliveryPage(
-        items=[delivery_to_pb(item) for item in page.items],
-        total=page.total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return admin_pb2.WebhookDeliveryPage(**_page_fields(page, delivery_to_pb))
 
 
 def delivery_to_pb(entry: outbox.Entry) -> admin_pb2.Delivery:

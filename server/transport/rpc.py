@@ -144,55 +144,59 @@ def handler(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a servicer method `(self, request, context, caller)`; see the module doc.
 
-    A `live` method is a plain function that checks what it must (in the connection) and then
-    returns an iterator, consumed outside it: errors it raises come before the first message.
-
     `credential`: "user" (cb-token; the default unless authenticated=False), "media"
     (cb-service-key), "admin" (cb-administration-api-key) or "none". `stream`: the method
     returns an iterable, materialized in the connection before the first message. `live`: a
-    long-lived stream; only authentication holds a connection, and the method's generator opens
-    its own per pass.
+    long-lived stream; the method checks what it must (in the connection) and then returns an
+    iterator, consumed outside it: only authentication holds a connection, errors it raises
+    come before the first message, and the iterator opens its own connection per pass.
     """
     kind = credential or (USER if authenticated else NONE)
 
     def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-        def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-            metadata, request_id = _begin(context)
-            extra_headers.set(())
+        materialize = stream and not live
+
+        def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            return _call(method, kind, materialize, self, request, context)
+
+        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            yield from _call(method, kind, materialize, self, request, context)
+
+        def live_stream(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            messages = _call(method, kind, materialize, self, request, context)
+            request_id = logs.request_id.get()
             try:
-                with db.connection_context():
-                    caller = _authenticate(kind, metadata)
-                    result = method(self, request, context, caller)
-                    if stream and not live:
-                        # Materialized inside the connection, so that every error comes
-                        # before the first message (after it, REST clients see a 200).
-                        result = list(result)
+                yield from messages
             except Exception as exc:
                 context.abort_with_status(_status(exc, request_id))
-            context.send_initial_metadata(_response_headers(request_id, caller))
-            return result
 
-        if live:
-
-            @functools.wraps(method)
-            def live_stream(
-                self: Any, request: Any, context: grpc.ServicerContext
-            ) -> Iterator[Any]:
-                generator = call(self, request, context)
-                request_id = logs.request_id.get()
-                try:
-                    yield from generator
-                except Exception as exc:
-                    context.abort_with_status(_status(exc, request_id))
-
-            return live_stream
-        if stream:
-
-            @functools.wraps(method)
-            def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                yield from call(self, request, context)
-
-            return streaming
-        return functools.wraps(method)(call)
+        chosen = live_stream if live else streaming if stream else unary
+        return functools.wraps(method)(chosen)
 
     return decorate
+
+
+def _call(
+    method: Callable[..., Any],
+    kind: str,
+    materialize: bool,
+    self: Any,
+    request: Any,
+    context: grpc.ServicerContext,
+) -> Any:
+    """Run `method` on a connection of its own as the authenticated caller; on any error,
+    abort the call with the error's status (abort_with_status raises)."""
+    metadata, request_id = _begin(context)
+    extra_headers.set(())
+    try:
+        with db.connection_context():
+            caller = _authenticate(kind, metadata)
+            result = method(self, request, context, caller)
+            if materialize:
+                # Inside the connection, so that every error comes before the first message
+                # (after it, REST clients see a 200).
+                result = list(result)
+    except Exception as exc:
+        context.abort_with_status(_status(exc, request_id))
+    context.send_initial_metadata(_response_headers(request_id, caller))
+    return result

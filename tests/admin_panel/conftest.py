@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from server import supervisor
+from server import settings
 from tests.conftest import install_debian_package
 from tests.gateway.conftest import _lua_errors_stay_zero, gateway  # noqa: F401
 from tests.notifications.conftest import smtp  # noqa: F401
 from tests.webhooks.conftest import receiver  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = supervisor.REPO / "test-output" / "admin-panel"
+SCREENSHOTS = settings.REPO / "test-output" / "admin-panel"
 # Quiet and self-contained: no GPU, no calls home, no updates or sync in the background.
 CHROMIUM_ARGS = [
     "--headless",

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from server import app, supervisor
+from server import app, settings, supervisor
 from tests.conftest import Account, make_account, truncate
 
-ENVOY = supervisor.GatewaySettings().envoy_bin
+ENVOY = settings.GatewaySettings().envoy_bin
 INTERNAL_HEADERS = ("cb-http-status", "cb-error-body")
 
 
@@ -116,14 +116,14 @@ def start_envoy(tmp: Path, grpc_port: int) -> tuple[subprocess.Popen[bytes], Gat
     config = tmp / "envoy.yaml"
     config.write_text(
         supervisor.render_envoy_config(
-            (supervisor.REPO / "envoy.yaml").read_text(),
+            (settings.REPO / "envoy.yaml").read_text(),
             {"GATEWAY_PORT": port, "ENVOY_ADMIN_PORT": admin_port, "GRPC_PORT": grpc_port},
         )
     )
     log = (tmp / "envoy.log").open("wb")
     process = subprocess.Popen(
         [str(ENVOY), "-c", str(config), "-l", "warning", "--disable-hot-restart"],
-        cwd=supervisor.REPO,
+        cwd=settings.REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from meetings.v1 import meetings_pb2
-from server import supervisor
+from server import settings, supervisor
 from tests.gateway.conftest import ENVOY
 
-REPO = supervisor.REPO
+REPO = settings.REPO
 LUA = (REPO / "gateway" / "compat.lua").read_text()
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from server import supervisor
+from server import settings
 from tests.gateway.conftest import MEETING_KEYS, raw_request
 
 BASE_URL = re.compile(r"^Meetings REST API: http://127\.0\.0\.1:(\d+) ")
@@ -60,7 +60,7 @@ def _environment(data_dir: Path, **extra: str) -> dict[str, str]:
 def _start(data_dir: Path, **extra: str) -> Running:
     process = subprocess.Popen(
         [sys.executable, "-m", "server.supervisor"],
-        cwd=supervisor.REPO,
+        cwd=settings.REPO,
         env=_environment(data_dir, **extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,7 +93,7 @@ def _start(data_dir: Path, **extra: str) -> Running:
 def _admin(data_dir: Path, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "server.cli", *args],
-        cwd=supervisor.REPO,
+        cwd=settings.REPO,
         env=_environment(data_dir),
         capture_output=True,
         text=True,
@@ -153,10 +153,10 @@ def test_when_one_child_dies_everything_stops(data_dir: Path) -> None:
 
 def test_a_broken_envoy_config_stops_make_run_before_it_starts(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
-    broken.write_text((supervisor.REPO / "envoy.yaml").read_text().replace("codec_type", "codec"))
+    broken.write_text((settings.REPO / "envoy.yaml").read_text().replace("codec_type", "codec"))
     result = subprocess.run(
         [sys.executable, "-m", "server.supervisor"],
-        cwd=supervisor.REPO,
+        cwd=settings.REPO,
         env=_environment(tmp_path / "data", ENVOY_CONFIG=str(broken)),
         capture_output=True,
         text=True,
