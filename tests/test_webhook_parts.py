@@ -58,6 +58,37 @@ def test_non_public_addresses_are_refused(host: str) -> None:
         webhook_http.resolve(host, 80, ())
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "::127.0.0.1",  # IPv4-compatible
+        "::10.0.0.1",
+        "64:ff9b::7f00:1",  # NAT64 (RFC 6052) to 127.0.0.1
+        "64:ff9b::a00:1",  # ... to 10.0.0.1
+        "64:ff9b::5db8:d70e",  # ... even to a public IPv4 (reserved: only an allow-list admits it)
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 (RFC 8215) to 169.254.169.254
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "100::1",  # discard-only
+        "2001:db8::1",  # documentation
+        "ff02::1",  # multicast
+        "::",
+    ],
+)
+def test_ipv6_forms_of_refused_addresses_are_refused(host: str) -> None:
+    with pytest.raises(webhook_http.RefusedAddress):
+        webhook_http.resolve(host, 80, ())
+    # An allow-list for 127.0.0.0/8 does not open the IPv6 routes to it.
+    with pytest.raises(webhook_http.RefusedAddress):
+        webhook_http.resolve(host, 80, LOOPBACK[:1])
+
+
+def test_6to4_of_a_public_address_passes() -> None:
+    assert webhook_http.resolve("2002:5db8:d70e::1", 443, ()) == "2002:5db8:d70e::1"
+
+
 def test_the_allow_list_lets_loopback_through_but_not_the_rest() -> None:
     assert webhook_http.resolve("127.0.0.1", 80, LOOPBACK) == "127.0.0.1"
     assert webhook_http.resolve("localhost", 80, LOOPBACK) in ("127.0.0.1", "::1")

@@ -56,12 +56,42 @@ class RefusedAddress(Exception):
     """The URL's host is, or resolves to, an address we do not call."""
 
 
-def _allowed(address: IpAddress, allowed: Sequence[IpNetwork]) -> bool:
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits and reach it: IPv4-compatible
+# (deprecated) and the NAT64 prefixes (RFC 6052, RFC 8215), routed to IPv4 where a network runs
+# a translator.
+_LAST_32_BITS_IPV4 = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to (6to4, Teredo, NAT64, IPv4-compatible)."""
+    found = []
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if any(address in prefix for prefix in _LAST_32_BITS_IPV4):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def allowed_address(address: IpAddress, allowed: Sequence[IpNetwork]) -> bool:
+    """Whether we may connect to `address`: a network the operator allows, or a global unicast
+    address that is not reserved and leads to no refused IPv4 address."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
     if any(address in network for network in allowed):
         return True
-    return address.is_global and not address.is_multicast
+    if not address.is_global or address.is_multicast or address.is_reserved:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        # Judged as public addresses: an allow-list of IPv4 networks (127.0.0.0/8 for a local
+        # receiver) names those addresses, not the IPv6 routes that lead to them.
+        return all(allowed_address(inner, ()) for inner in _embedded_ipv4(address))
+    return True
 
 
 def resolve(host: str, port: int, allowed: Sequence[IpNetwork]) -> str:
@@ -71,31 +101,50 @@ def resolve(host: str, port: int, allowed: Sequence[IpNetwork]) -> str:
     except socket.gaierror as exc:
         raise RefusedAddress(f"cannot resolve {host}: {exc.strerror}") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    refused = [str(a) for a in addresses if not _allowed(a, allowed)]
+    refused = [str(a) for a in addresses if not allowed_address(a, allowed)]
     if refused or not addresses:
         raise RefusedAddress(f"{host} resolves to a non-public address ({', '.join(refused)})")
     return str(addresses[0])
 
 
+def _connect(
+    address: str, port: int, timeout: float | None, allowed: Sequence[IpNetwork]
+) -> socket.socket:
+    """A TCP connection to a checked address, checked again once connected (the peer is what
+    the kernel actually reached)."""
+    sock = socket.create_connection((address, port), timeout)
+    peer = ipaddress.ip_address(str(sock.getpeername()[0]).split("%")[0])
+    if not allowed_address(peer, allowed):
+        sock.close()
+        raise RefusedAddress(f"connected to a non-public address ({peer})")
+    return sock
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to a checked address, with SNI and certificate checks for the URL's host name."""
 
-    def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
+    def __init__(
+        self, address: str, host: str, port: int, timeout: float, allowed: Sequence[IpNetwork]
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
         self._address = address
+        self._allowed = allowed
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock = _connect(self._address, self.port, self.timeout, self._allowed)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
+    def __init__(
+        self, address: str, host: str, port: int, timeout: float, allowed: Sequence[IpNetwork]
+    ) -> None:
         super().__init__(host, port, timeout=timeout)
         self._address = address
+        self._allowed = allowed
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = _connect(self._address, self.port, self.timeout, self._allowed)
 
 
 @dataclass(frozen=True)
@@ -117,7 +166,7 @@ def post(
     port = parts.port or (443 if parts.scheme == "https" else 80)
     address = resolve(host, port, allowed)
     connection_type = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_type(address, host, port, timeout)
+    connection = connection_type(address, host, port, timeout, allowed)
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection.request("POST", path, body=body, headers=request_headers)
