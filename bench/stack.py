@@ -143,6 +143,8 @@ class Stack:
             "DATA_DIR": str(self.workdir),
             "LOG_LEVEL": "WARNING",
             "SHUTDOWN_GRACE_SECONDS": "1",
+            # Envoy is stopped before the servers: nothing to drain away from.
+            "SHUTDOWN_DRAIN_SECONDS": "0",
             "PUBLIC_BASE_URL": f"http://{self.gateway}",
             **self.env,
         }

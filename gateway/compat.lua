@@ -45,6 +45,18 @@ local ADMIN_SEARCH_PARAMS = {
 }
 local ADMIN_DELIVERIES_PARAMS = { limit = true, offset = true }
 
+-- Longest URL accepted (RFC 9110 asks for at least 8000 octets); longer ones get a JSON 414.
+-- A GET's form body joins its URL, so it is held to the same.
+local MAX_URL = 8192
+-- The transcoder's messages name protobuf types; a client is told what kind of value it is.
+local PROTO_TYPES = {
+  TYPE_DOUBLE = "a number", TYPE_FLOAT = "a number", TYPE_INT32 = "a whole number",
+  TYPE_INT64 = "a whole number", TYPE_UINT32 = "a whole number", TYPE_UINT64 = "a whole number",
+  TYPE_SINT32 = "a whole number", TYPE_SINT64 = "a whole number", TYPE_FIXED32 = "a whole number",
+  TYPE_FIXED64 = "a whole number", TYPE_BOOL = "true or false", TYPE_STRING = "text",
+  TYPE_BYTES = "text", TYPE_ENUM = "a known value", TYPE_MESSAGE = "an object",
+}
+
 local GENERIC_5XX = {
   [503] = "The service is temporarily unavailable, try again",
   [504] = "The request timed out, try again",
@@ -86,6 +98,10 @@ local function valid_utf8(s)
     i = i + (char and #char or 1)
   end
   return table.concat(out)
+end
+
+local function is_utf8(s)
+  return valid_utf8(s) == s
 end
 
 local function json_string(s)
@@ -276,16 +292,43 @@ local function meeting_keys(handle, body)
   return names
 end
 
+-- The first parameter (or the path) that is not valid UTF-8 once decoded, or nil.
+local function not_utf8(path, params)
+  if not is_utf8(percent_decode(path)) then
+    return "the path"
+  end
+  for _, p in ipairs(params) do
+    if not is_utf8(p[1]) or not is_utf8(percent_decode(p[2])) then
+      return valid_utf8(p[1]) -- named with U+FFFD where its bytes are not UTF-8
+    end
+  end
+  return nil
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
+  local original = headers:get(":path")
   if (headers:get("content-type") or ""):find("^application/grpc") then
-    return -- native gRPC
+    if original:find("^/[%w_]+%.[%w_.]+/[%w_]+$") then
+      return -- native gRPC (/package.Service/Method)
+    end
+    -- Envoy answers a request that says it is gRPC in gRPC's framing: it is a REST call now.
+    headers:replace("content-type", "application/json")
+    return reject(handle, 415, message_errors("gRPC content types are for gRPC methods; "
+      .. "REST calls send application/json or a form"))
+  end
+  if #original > MAX_URL then
+    return reject(handle, 414, message_errors("The URL is too long"))
   end
   local method = headers:get(":method")
-  local original = headers:get(":path")
   local path, query = original:match("^([^?]*)%??(.*)$")
   path = path:gsub("%.json$", "")
   local params = parse_pairs(query, {})
+  if method == "HEAD" and path:find("^/recordings/[^/]+/download$") then
+    -- A download's headers without its body (Envoy sends no body in reply to a HEAD).
+    headers:replace(":method", "GET")
+    method = "GET"
+  end
   local is_list = method == "GET" and (path == "/meetings" or path == "/v2/meetings")
   local one_meeting = path:match("^/meetings/([^/]+)$")
   local creating = method == "POST" and (path == "/meetings" or path == "/admin/meetings")
@@ -295,7 +338,9 @@ function envoy_on_request(handle)
     local body = handle:body()
     headers = handle:headers() -- the earlier object is not valid after body()
     local content_type = headers:get("content-type") or ""
-    if method == "GET" and body and body:length() > 0 and not content_type:find("json") then
+    if method == "GET" and body and body:length() > MAX_URL then
+      return reject(handle, 413, message_errors("The request body is too large"))
+    elseif method == "GET" and body and body:length() > 0 and not content_type:find("json") then
       -- A form-urlencoded body on a GET: its parameters join the query string.
       parse_pairs(body:getBytes(0, body:length()), params)
       body:setBytes("")
@@ -310,6 +355,11 @@ function envoy_on_request(handle)
         params[1] = { "update_mask", table.concat(names, ",") }
       end
     end
+  end
+
+  local bad = not_utf8(path, params)
+  if bad then
+    return reject(handle, 400, message_errors(bad .. " is not valid UTF-8"))
   end
 
   local problems
@@ -365,6 +415,15 @@ local function remove_internal(headers)
   end
 end
 
+-- A transcoder message without the names of our protobuf types and packages.
+local function public_message(text)
+  text = text:gsub("TYPE_%u+%d*", function(name) return PROTO_TYPES[name] or "a value" end)
+  text = text:gsub("type%.googleapis%.com/[%w_.]+", "the request")
+  text = text:gsub("google%.protobuf%.[%w_.]+", "a value")
+  text = text:gsub("meetings%.v1%.[%w_.]+", "the request")
+  return text
+end
+
 function envoy_on_response(handle)
   local headers = handle:headers()
   local content_type = headers:get("content-type") or ""
@@ -410,7 +469,7 @@ function envoy_on_response(handle)
   else
     -- Envoy's own 4xx (the transcoder's, for bad JSON or parameter values) say what is wrong.
     local plain = content_type:find("^text/plain") and text:match("^%s*(.-)%s*$") or ""
-    replacement = message_errors(plain ~= "" and plain or "Bad request")
+    replacement = message_errors(plain ~= "" and public_message(plain) or "Bad request")
   end
   body:setBytes(replacement)
   headers = handle:headers()

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from types import FrameType
 from typing import Any
@@ -56,6 +57,7 @@ class Service:
         delivery_loop: loop.DeliveryThread | None = None,
     ) -> None:
         self.settings = settings
+        self.pool = pool
         self.delivery = delivery_loop
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
@@ -115,16 +117,33 @@ class Service:
         log.info("gRPC server listening", extra={"port": self.port})
         return self.port
 
-    def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace."""
+    def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Leave the load balancer, then stop (a rolling restart fails no request):
+
+        1. report NOT_SERVING but go on serving for `drain` seconds (SHUTDOWN_DRAIN_SECONDS),
+           long enough for Envoy's health checks to take this replica out of rotation;
+        2. refuse new calls and let in-flight ones finish within `grace`
+           (SHUTDOWN_GRACE_SECONDS);
+        3. cancel the statements of calls still running, so that none keeps the process alive.
+        """
+        drain = self.settings.shutdown_drain_seconds if drain is None else drain
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
         self.watch.stop()
         self.stopping.set()
         if self.delivery is not None:
             self.delivery.stop()
-        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        if drain > 0:
+            log.info("draining", extra={"seconds": drain})
+            time.sleep(drain)
         self.server.stop(grace).wait()
         if self.delivery is not None:
             self.delivery.join(timeout=max(grace, 1.0))
+        cancelled = self.pool.cancel_running()
+        if cancelled:
+            log.warning(
+                "statements still running at the grace deadline cancelled",
+                extra={"count": cancelled},
+            )
         log.info("gRPC server stopped")
 
 

@@ -101,8 +101,12 @@ class _Env:
     def smtp_url(self, name: str) -> str | None:
         url = self._env.get(name) or None
         if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("smtp", "smtp+starttls", "smtps") or not parts.hostname:
+            try:
+                parts = urlsplit(url)
+                usable = parts.scheme in ("smtp", "smtp+starttls", "smtps") and parts.hostname
+            except ValueError:
+                usable = False
+            if not usable:
                 # Not echoed: the URL may hold a password.
                 raise SettingsError(
                     f"{name} must be smtp://, smtp+starttls:// or smtps:// with a host"
@@ -111,7 +115,11 @@ class _Env:
 
     def http_url(self, name: str, default: str) -> str:
         url = (self._env.get(name) or default).rstrip("/")
-        if urlsplit(url).scheme not in ("http", "https"):
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in ("http", "https"):
             raise SettingsError(f"{name} must be an http(s) URL, got {url!r}")
         return url
 
@@ -131,6 +139,10 @@ class Settings:
     # Off behind a pooler that hands each transaction another server connection (PgBouncer
     # in transaction mode does not carry SQL-level PREPARE across).
     db_prepared_statements: bool = True
+    # On SIGTERM: NOT_SERVING while still serving this long, so that Envoy's health checks
+    # (every second, out after one failure: envoy.yaml) stop routing here before the listener
+    # closes; then in-flight calls get shutdown_grace_seconds to finish.
+    shutdown_drain_seconds: float = 3.0
     shutdown_grace_seconds: float = 10.0
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
@@ -182,6 +194,9 @@ class Settings:
             token_ttl_seconds=env.integer("TOKEN_TTL_SECONDS", d.token_ttl_seconds, 1, 90 * 86400),
             grpc_workers=env.integer("GRPC_WORKERS", d.grpc_workers, 1, 256),
             db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", d.db_prepared_statements),
+            shutdown_drain_seconds=env.number(
+                "SHUTDOWN_DRAIN_SECONDS", d.shutdown_drain_seconds, 0, 300
+            ),
             shutdown_grace_seconds=env.number(
                 "SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds, 0, 300
             ),

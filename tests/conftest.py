@@ -188,7 +188,7 @@ def grpc_server(
     service = app.Service(settings, postgres.url, pool)
     service.start()
     yield service
-    service.stop(grace=1)
+    service.stop(grace=1, drain=0)
 
 
 @pytest.fixture(scope="session")

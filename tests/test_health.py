@@ -72,7 +72,7 @@ def test_health_follows_a_database_outage(tmp_path: Path) -> None:
             assert page.total_entries == 0
     finally:
         channel.close()
-        service.stop(grace=1)
+        service.stop(grace=1, drain=0)
         pool.close_all()
         pg.cleanup()
         database.db.initialize(session_pool)  # the rest of the session's tests use it

@@ -184,7 +184,7 @@ def test_expired_link_from_a_short_ttl(
             error = rpc_error(lambda: download(stub, rid, expires, signature))
             assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
-        service.stop(grace=0)
+        service.stop(grace=0, drain=0)
 
 
 def test_interrupted_and_bad_uploads_leave_nothing(

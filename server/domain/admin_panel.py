@@ -15,6 +15,7 @@ from server.domain import (
     meeting_settings,
     meetings,
     recordings,
+    text,
     webhook_settings,
 )
 from server.domain.meeting_values import MeetingView, Page
@@ -68,6 +69,7 @@ def _limit(limit: int) -> int:
 
 def search_meetings(search: Search) -> Page[MeetingSummary]:
     """Meetings of every host matching `search`, newest start first (then newest id)."""
+    text.require(name=search.name, host=search.host)
     limit = _limit(search.limit)
     conditions: list[Any] = []
     name = search.name.strip()

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import argon2
 import peewee
 
-from server.domain import clock, errors, ids, meeting_rules
+from server.domain import clock, errors, ids, meeting_rules, text
 from server.storage import session_rows
 from server.storage.database import db
 from server.storage.models import Session, User
@@ -59,6 +59,11 @@ def token_hash(token: str) -> str:
 def create_user(login: str, password: str, email: str = "", full_name: str = "") -> int:
     """Create a (non-guest) user; returns its numeric id."""
     problems = errors.FieldErrors()
+    text.check(problems, "login", login)
+    text.check(problems, "password", password)
+    text.check(problems, "email", email)
+    text.check(problems, "full_name", full_name)
+    problems.raise_if_any()
     login = login.strip()
     if not login or len(login) > LOGIN_MAX or any(ch.isspace() for ch in login):
         problems.add("login", f"must be 1 to {LOGIN_MAX} characters without spaces")
@@ -108,6 +113,7 @@ def _start_session(user: User, ttl_seconds: int) -> SessionView:
 
 def sign_in(login: str, password: str, ttl_seconds: int) -> SessionView:
     """A session for a login and password; Unauthenticated if they do not match."""
+    text.require(login=login, password=password)
     user = User.get_or_none(peewee.fn.lower(User.login) == login.strip().lower())
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     try:
@@ -123,6 +129,7 @@ def sign_in(login: str, password: str, ttl_seconds: int) -> SessionView:
 
 def sign_in_guest(full_name: str, ttl_seconds: int) -> SessionView:
     """A temporary `is_guest` user and its session, for people joining by link."""
+    text.require(full_name=full_name)
     full_name = full_name.strip()
     if not full_name or len(full_name) > FULL_NAME_MAX:
         raise errors.InvalidFields(
@@ -143,6 +150,7 @@ def sign_in_guest(full_name: str, ttl_seconds: int) -> SessionView:
 
 def issue_token(login: str, ttl_seconds: int) -> SessionView:
     """A session for an existing user without their password (operator CLI)."""
+    text.require(login=login)
     user = User.get_or_none(peewee.fn.lower(User.login) == login.strip().lower())
     if user is None:
         raise errors.NotFound(f"no user with login {login!r}")

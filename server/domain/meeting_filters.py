@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.domain import errors, meeting_rules
+from server.domain import errors, meeting_rules, text
 from server.domain.meeting_values import (
     LIMIT_DEFAULT,
     NUMBER_FIELDS,
@@ -21,6 +21,8 @@ def build(conditions: list[Condition], limit: int | None, offset: int) -> ListQu
     for condition in conditions:
         label = f"{condition.field}[{condition.op}]" if condition.op != "eq" else condition.field
         values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
+        if not text.check(problems, label, *(v for v in values if isinstance(v, str))):
+            continue
         if condition.op in SET_OPERATORS and len(values) > IN_MAX:
             problems.add(label, f"must list at most {IN_MAX} values")
         if condition.field in NUMBER_FIELDS:

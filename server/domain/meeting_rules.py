@@ -6,7 +6,7 @@ import re
 import zoneinfo
 from functools import lru_cache
 
-from server.domain import errors
+from server.domain import errors, text
 from server.domain.meeting_values import Attendee, MeetingPatch, NotifyBefore, Timezone
 
 NAME_MAX = 255
@@ -61,15 +61,17 @@ def validate(
         for required in ("name", "start_date", "end_date"):
             if required not in present:
                 problems.add(required, "is required")
-    if "name" in present:
+    if "name" in present and text.check(problems, "name", patch.name):
         _check_name(patch.name, problems)
     _check_dates(patch, current_start, current_end, problems)
-    if "attendees" in present:
+    emails = (a.email for a in patch.attendees)
+    if "attendees" in present and text.check(problems, "attendees", *emails):
         _check_attendees(patch.attendees, problems)
     if "notify_before" in present and patch.notify_before is not None:
         _check_notify_before(patch.notify_before, problems)
-    if "timezone" in present and patch.timezone is not None:
-        _check_timezone(patch.timezone, problems)
+    zone = patch.timezone
+    if "timezone" in present and zone is not None and text.check(problems, "timezone", zone.name):
+        _check_timezone(zone, problems)
     if "host_id" in present and None not in (patch.host_id, current_host):
         if patch.host_id != current_host:
             problems.add("host_id", "cannot be changed")

@@ -12,7 +12,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
-from server.domain import clock, errors, meeting_rules
+from server.domain import clock, errors, meeting_rules, text
 from server.storage.database import db
 from server.storage.models import MeetingSetting
 
@@ -43,7 +43,10 @@ def load() -> MeetingSettings:
 def problems(name: str, value: str) -> list[str]:
     """Why `value` is not usable for setting `name` (empty if it is)."""
     if name == "meeting_url_template":
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # e.g. an unclosed [ in the host
+            return ["must be an http:// or https:// URL"]
         found = []
         if parts.scheme not in ("http", "https") or not parts.netloc:
             found.append("must be an http:// or https:// URL")
@@ -66,8 +69,9 @@ def update(values: dict[str, str]) -> MeetingSettings:
     """Validate and store settings (InvalidFields names each bad one); returns all of them."""
     found = errors.FieldErrors()
     for name, value in values.items():
-        for problem in problems(name, value.strip()):
-            found.add(name, problem)
+        if text.check(found, name, value):
+            for problem in problems(name, value.strip()):
+                found.add(name, problem)
     found.raise_if_any()
     with db.atomic():
         store({name: value.strip() for name, value in values.items()})

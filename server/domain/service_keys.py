@@ -48,6 +48,12 @@ def check(kind: str, given: str | None) -> None:
         raise errors.Unauthenticated("A valid service key is required")
 
 
+def existing_secret(name: str) -> bytes | None:
+    """The server-side secret if it was ever made (checking a signature makes none)."""
+    row = ServiceSecret.get_or_none(ServiceSecret.name == name)
+    return None if row is None else bytes.fromhex(row.value)
+
+
 def secret(name: str) -> bytes:
     """A server-side secret, made (once, race-free) on first use."""
     row = ServiceSecret.get_or_none(ServiceSecret.name == name)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from server.domain import clock, errors, meeting_settings
+from server.domain import clock, errors, meeting_settings, text
 from server.storage.database import db
 
 URL = "webhook_url"
@@ -57,7 +57,10 @@ def url_problems(url: str) -> list[str]:
         return []
     if len(url) > URL_MAX:
         return [f"must be at most {URL_MAX} characters"]
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [ in the host
+        return ["must be an http:// or https:// URL"]
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return ["must be an http:// or https:// URL"]
     if parts.username or parts.password:
@@ -71,7 +74,7 @@ def url_problems(url: str) -> list[str]:
 
 def update(url: str | None = None, enabled: bool | None = None) -> WebhookSettings:
     problems = errors.FieldErrors()
-    if url is not None:
+    if url is not None and text.check(problems, "webhook_url", url):
         for problem in url_problems(url.strip()):
             problems.add("webhook_url", problem)
     current = load()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -35,6 +36,16 @@ class _Pool(PooledPostgresqlDatabase):  # type: ignore[misc]
         # psycopg2 knows without a round trip whether a connection was closed or broken, and
         # the health watch (transport.health) drops idle connections when the database goes away.
         return bool(conn.closed) or conn.get_transaction_status() == TRANSACTION_STATUS_UNKNOWN
+
+    def cancel_running(self) -> int:
+        """Cancel whatever each checked-out connection is running (shutdown, past the grace:
+        a call held on a lock would otherwise keep the process alive); returns how many."""
+        with self._pool_lock:
+            running = [pooled.connection for pooled in self._in_use.values()]
+        for conn in running:
+            with contextlib.suppress(psycopg2.Error):
+                conn.cancel()
+        return len(running)
 
 
 class _Connection(connection):

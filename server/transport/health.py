@@ -41,8 +41,10 @@ class DatabaseWatch:
     def stop(self) -> None:
         """Stop watching and report NOT_SERVING from now on (shutdown)."""
         self._stop.set()
-        self._set(False)
+        log.info("shutting down: health NOT_SERVING")
+        self._publish(False)
         self._thread.join(timeout=5)
+        self._publish(False)  # over a check that was under way when the flag was set
         self._probe.close()
 
     def check(self) -> bool:
@@ -62,6 +64,9 @@ class DatabaseWatch:
         elif self.serving is not None:
             log.info("database reachable again: health SERVING")
             self._pool.close_idle()
+        self._publish(ok)
+
+    def _publish(self, ok: bool) -> None:
         self.serving = ok
         status = (
             health_pb2.HealthCheckResponse.SERVING

@@ -109,17 +109,19 @@ def query(**params: str) -> str:
     return urllib.parse.urlencode(params)
 
 
-def start_envoy(tmp: Path, grpc_port: int) -> tuple[subprocess.Popen[bytes], Gateway]:
-    """Envoy from envoy.yaml on free loopback ports, in front of the server on `grpc_port`."""
+def start_envoy(
+    tmp: Path, grpc_port: int, *more_ports: int
+) -> tuple[subprocess.Popen[bytes], Gateway]:
+    """Envoy from envoy.yaml on free loopback ports, in front of the server on `grpc_port`
+    (and of more replicas on `more_ports`)."""
     port = supervisor.free_port("127.0.0.1")
     admin_port = supervisor.free_port("127.0.0.1")
     config = tmp / "envoy.yaml"
-    config.write_text(
-        supervisor.render_envoy_config(
-            (settings.REPO / "envoy.yaml").read_text(),
-            {"GATEWAY_PORT": port, "ENVOY_ADMIN_PORT": admin_port, "GRPC_PORT": grpc_port},
-        )
+    rendered = supervisor.render_envoy_config(
+        (settings.REPO / "envoy.yaml").read_text(),
+        {"GATEWAY_PORT": port, "ENVOY_ADMIN_PORT": admin_port, "GRPC_PORT": grpc_port},
     )
+    config.write_text(supervisor.with_server_ports(rendered, [grpc_port, *more_ports]))
     log = (tmp / "envoy.log").open("wb")
     process = subprocess.Popen(
         [str(ENVOY), "-c", str(config), "-l", "warning", "--disable-hot-restart"],
@@ -206,6 +208,25 @@ def db_snapshot(db: Any) -> list[Any]:
     for table in tables:
         rows.append((table, db.execute_sql(f"SELECT * FROM {table} ORDER BY 1").fetchall()))  # noqa: S608
     return rows
+
+
+def db_fingerprint(db: Any) -> list[Any]:
+    """A digest of every table db_snapshot covers, computed in the database: a cheap equality
+    check for loops of thousands of requests whose tables keep growing."""
+    tables = [
+        row[0]
+        for row in db.execute_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'schema_migrations' ORDER BY tablename"
+        ).fetchall()
+    ]
+    # Table names come from pg_tables, not from a request.
+    digest = " UNION ALL ".join(
+        f"SELECT '{table}', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"  # noqa: S608
+        f" FROM {table} t"
+        for table in tables
+    )
+    return list(db.execute_sql(digest).fetchall())
 
 
 MEETING_KEYS = {

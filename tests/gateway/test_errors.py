@@ -117,6 +117,46 @@ CASES = {
                        json_body={"name": "x" * 300_000}),
     "huge form body on GET": Bad("GET", "/meetings", 413, TOO_LARGE,
                                  raw="limit=1&pad=" + "x" * 2_000_000),
+    "a GET form body past the URL limit": Bad("GET", "/meetings", 413, TOO_LARGE,
+                                             raw="limit=1&pad=" + "x" * 300_000),
+    "a URL of 16,000 characters": Bad("GET", "/meetings?limit=1&pad=" + "x" * 16_000, 414,
+                                      {"errors": ["The URL is too long"]}),
+    # Bytes no client should send: invalid UTF-8 (400), NUL characters (422).
+    "invalid UTF-8 in the path": Bad("GET", "/meetings/%ff", 400,
+                                     {"errors": ["the path is not valid UTF-8"]}),
+    "an overlong encoding in _id": Bad("GET", "/meetings?_id=%c0%af", 400,
+                                       {"errors": ["_id is not valid UTF-8"]}),
+    "invalid UTF-8 in a filter": Bad("GET", "/meetings?start_date[gte]=%e2%28%a1", 400,
+                                     {"errors": ["start_date[gte] is not valid UTF-8"]}),
+    "invalid UTF-8 in a form body": Bad("GET", "/meetings", 400,
+                                        {"errors": ["_id is not valid UTF-8"]}, raw="_id=%ff"),
+    "invalid UTF-8 in a download link": Bad("GET", "/recordings/%ff/download?expires=1&signature=x",
+                                            400, {"errors": ["the path is not valid UTF-8"]},
+                                            user=None),
+    "invalid UTF-8 in an update's path": Bad("PUT", "/meetings/%ed%a0%80", 400,
+                                             {"errors": ["the path is not valid UTF-8"]},
+                                             json_body={"name": "x"}),
+    "NUL in a meeting name": Bad("POST", "/meetings", 422,
+        {"errors": {"name": ["must not contain NUL characters"]}},
+        json_body=VALID | {"name": "a\u0000b"}),
+    "NUL in an attendee email": Bad("PUT", "/meetings/{id}", 422,
+        {"errors": {"attendees": ["must not contain NUL characters"]}},
+        json_body={"attendees": [{"email": "a\u0000@example.com"}]}),
+    "NUL in a time zone": Bad("PUT", "/meetings/{id}", 422,
+        {"errors": {"timezone": ["must not contain NUL characters"]}},
+        json_body={"timezone": {"offset": 0, "name": "UTC\u0000"}}),
+    "NUL as one meeting's _id": Bad("GET", "/meetings?_id=%00", 404, NOT_FOUND),
+    "NUL in an _id filter": Bad("GET", "/meetings?_id=%00&limit=1", 422,
+                      {"errors": {"_id": ["must not contain NUL characters"]}}),
+    "NUL in a sign-in": Bad("POST", "/session", 422,
+        {"errors": {"login": ["must not contain NUL characters"]}}, user=None,
+        json_body={"user": {"login": "host\u0000", "password": "correct horse battery"}}),
+    "NUL in a guest name": Bad("POST", "/session", 422,
+        {"errors": {"full_name": ["must not contain NUL characters"]}}, user=None,
+        json_body={"user": {"guest": "1", "full_name": "G\u0000"}}),
+    # Messages never name our protobuf types.
+    "parameter on notifications": Bad("GET", "/meetings/{id}/notifications?x=1", 400, '"x"'),
+    "a word for a whole number": Bad("GET", "/meetings?limit=ten", 400, "limit"),
     # Who may do what.
     "missing token": Bad("GET", "/meetings", 401, NO_SESSION, user=None),
     "unknown token": Bad("POST", "/meetings", 401, NO_SESSION, user="nobody", json_body=VALID),
@@ -190,6 +230,8 @@ def test_bad_request(
         assert case.body in body["errors"][0]
     else:
         assert body == case.body
+    for internal in ("meetings.v1", "TYPE_", "type.googleapis.com", "google.protobuf"):
+        assert internal not in reply.body.decode(), reply
     assert db_snapshot(conn) == before
     host = module_accounts["host"]
     assert gateway.call("GET", f"/meetings/{meeting['_id']}", token=host.token).json() == meeting
@@ -251,3 +293,43 @@ def test_upstream_down_is_a_json_503(tmp_path: Path) -> None:
         assert native.header("grpc-status") == "14"  # UNAVAILABLE
     finally:
         stop_envoy(process)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        ("/meetings", b'{"name": "n"}', "application/grpc"),
+        ("/meetings/{id}", b'{"colour": "red"}', "application/grpc-web+json"),
+        ("/meetings/{id}", b'{"name": "changed"}', "application/grpc+proto"),
+    ],
+)
+def test_a_grpc_content_type_on_a_rest_path_is_refused(
+    gateway: Gateway,
+    module_accounts: dict[str, Account],
+    meeting: dict[str, Any],
+    conn: Any,
+    path: str,
+    body: bytes,
+    content_type: str,
+) -> None:
+    """Nothing a REST path does is skipped by claiming to be gRPC: 415. Envoy frames any reply
+    to a request that says it is native gRPC as gRPC (its content type decides, before any
+    filter runs), so there the refusal arrives as a gRPC error that says why."""
+    before = db_snapshot(conn)
+    token = module_accounts["host"].token
+    reply = raw_request(
+        gateway.host,
+        gateway.port,
+        "PUT" if "{id}" in path else "POST",
+        path.format(id=meeting["_id"]),
+        body,
+        {"Content-Type": content_type, "CB-Token": token},
+    )
+    why = "gRPC content types are for gRPC methods"
+    if content_type.startswith("application/grpc-web"):
+        assert (reply.status, reply.header("content-type")) == (415, "application/json")
+        assert why in reply.json()["errors"][0]
+    else:
+        assert reply.header("grpc-status") not in (None, "0"), reply
+        assert why in (reply.header("grpc-message") or "")
+    assert db_snapshot(conn) == before

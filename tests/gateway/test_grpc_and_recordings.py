@@ -102,6 +102,11 @@ def test_recording_uploaded_over_grpc_and_downloaded_over_rest(
     assert download.header("content-length") == str(len(data))
     assert download.header("content-type") == "video/webm"
     assert recording["file_uid"] in (download.header("content-disposition") or "")
+    # HEAD answers like GET, without the body.
+    head = gateway.call("HEAD", f"{link.path}?{link.query}")
+    assert (head.status, head.body) == (200, b"")
+    assert head.header("content-length") == str(len(data))
+    assert head.header("content-type") == "video/webm"
 
     refused = {"errors": {"base": ["The download link is invalid or has expired"]}}
     tampered = gateway.call("GET", f"{link.path}?{link.query.replace('signature=', 'signature=0')}")
