@@ -32,7 +32,13 @@ from server.domain import recordings
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 from server.storage.recording_files import FilesystemStorage
-from server.transport import admin_service, meeting_service, recording_service, session_service
+from server.transport import (
+    admin_service,
+    meeting_service,
+    recording_service,
+    rpc,
+    session_service,
+)
 from server.transport.health import DatabaseWatch
 
 log = logging.getLogger(__name__)
@@ -64,17 +70,17 @@ class Service:
             options=[("grpc.so_reuseport", 0)],
         )
         meetings_pb2_grpc.add_MeetingServiceServicer_to_server(
-            meeting_service.MeetingService(), self.server
+            meeting_service.MeetingService(), rpc.tolerant(self.server)
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
-            session_service.SessionService(settings), self.server
+            session_service.SessionService(settings), rpc.tolerant(self.server)
         )
         storage = FilesystemStorage(settings.recordings_path)
         links = download_links(settings)
         # Set on shutdown: long-lived streams (recording control watches) end.
         self.stopping = threading.Event()
         recordings_pb2_grpc.add_RecordingServiceServicer_to_server(
-            recording_service.RecordingService(links, storage), self.server
+            recording_service.RecordingService(links, storage), rpc.tolerant(self.server)
         )
         recordings_pb2_grpc.add_MediaServiceServicer_to_server(
             recording_service.MediaService(
@@ -84,10 +90,10 @@ class Service:
                 database_url=database_url,
                 stopping=self.stopping,
             ),
-            self.server,
+            rpc.tolerant(self.server),
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            admin_service.AdminService(links, storage), self.server
+            admin_service.AdminService(links, storage), rpc.tolerant(self.server)
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

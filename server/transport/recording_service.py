@@ -77,7 +77,7 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
     def UploadRecording(
         self, request_iterator: Iterator[pb.UploadRecordingRequest], context: Context, caller: None
     ) -> pb.Recording:
-        first = next(request_iterator, None)
+        first = rpc.parsed(next(request_iterator, None))
         if first is None or first.WhichOneof("part") != "metadata":
             raise errors.BadRequest("The first message must carry the recording's metadata")
         view = recordings.ingest(
@@ -91,7 +91,7 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
     @staticmethod
     def _chunks(messages: Iterator[pb.UploadRecordingRequest]) -> Iterator[bytes]:
         try:
-            for message in messages:
+            for message in map(rpc.parsed, messages):
                 if message.WhichOneof("part") != "chunk":
                     raise errors.BadRequest("Only the first message may carry metadata")
                 yield message.chunk

@@ -17,10 +17,11 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from playhouse.pool import MaxConnectionsExceeded
@@ -115,6 +116,59 @@ class _Status(grpc.Status):
         self.trailing_metadata = trailing
 
 
+class _Malformed:
+    """Stands for a request message that did not parse (see `tolerant`)."""
+
+
+MALFORMED: Any = _Malformed()
+_MALFORMED_TEXT = "The request is not a valid message (string fields must be UTF-8)"
+
+
+def tolerant(server: grpc.Server) -> grpc.Server:
+    """`server` for the generated add_*Servicer_to_server functions (see _Tolerant)."""
+    return cast(grpc.Server, _Tolerant(server))
+
+
+class _Tolerant:
+    """The server as the generated add_*Servicer_to_server functions see it, registering each
+    method with a request parser that does not raise: a message that does not parse (invalid
+    UTF-8 in a string field) becomes MALFORMED, which `handler` answers with INVALID_ARGUMENT.
+    Left to grpcio, it is an INTERNAL error and a traceback in the log for every such call."""
+
+    def __init__(self, server: grpc.Server) -> None:
+        self._server: Any = server  # add_registered_method_handlers is missing from the stubs
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass  # built from the same methods: registered (tolerant) below
+
+    def add_registered_method_handlers(self, service: str, methods: dict[str, Any]) -> None:
+        wrapped = {
+            name: method._replace(request_deserializer=_parse_or_mark(method.request_deserializer))
+            for name, method in methods.items()
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, wrapped),)
+        )
+        self._server.add_registered_method_handlers(service, wrapped)
+
+
+def _parse_or_mark(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse_or_mark(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return MALFORMED
+
+    return parse_or_mark
+
+
+def parsed(message: Any) -> Any:
+    """A streamed request message, or BadRequest if it did not parse."""
+    if message is MALFORMED:
+        raise errors.BadRequest(_MALFORMED_TEXT)
+    return message
+
+
 def _begin(context: grpc.ServicerContext) -> tuple[dict[str, str], str]:
     metadata = _metadata(context)
     request_id = metadata.get("x-request-id", "")[:64] or uuid.uuid4().hex
@@ -189,6 +243,7 @@ def _call(
     metadata, request_id = _begin(context)
     extra_headers.set(())
     try:
+        parsed(request)
         with db.connection_context():
             caller = _authenticate(kind, metadata)
             result = method(self, request, context, caller)

@@ -110,10 +110,10 @@ def query(**params: str) -> str:
 
 
 def start_envoy(
-    tmp: Path, grpc_port: int, *more_ports: int
+    tmp: Path, grpc_port: int, *more_ports: int, settings_text: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], Gateway]:
     """Envoy from envoy.yaml on free loopback ports, in front of the server on `grpc_port`
-    (and of more replicas on `more_ports`)."""
+    (and of more replicas on `more_ports`); `settings_text` replaces text in the config."""
     port = supervisor.free_port("127.0.0.1")
     admin_port = supervisor.free_port("127.0.0.1")
     config = tmp / "envoy.yaml"
@@ -121,6 +121,9 @@ def start_envoy(
         (settings.REPO / "envoy.yaml").read_text(),
         {"GATEWAY_PORT": port, "ENVOY_ADMIN_PORT": admin_port, "GRPC_PORT": grpc_port},
     )
+    for before, after in (settings_text or {}).items():
+        assert before in rendered, before
+        rendered = rendered.replace(before, after)
     config.write_text(supervisor.with_server_ports(rendered, [grpc_port, *more_ports]))
     log = (tmp / "envoy.log").open("wb")
     process = subprocess.Popen(

@@ -1,7 +1,7 @@
 """Byte-level mutations of real requests, over every REST route, through the real gateway and
 server: invalid UTF-8, NUL, overlong encodings, huge values, duplicated keys and wrong content
-types. Whatever arrives: never a 5xx, always a JSON body on an error, no internal names, and a
-refused request changes no row.
+types. Whatever arrives: never a 5xx, always a JSON body on an error, no internal names, no
+error or traceback in the server's log, and a refused request changes no row.
 
 `make test` sends FUZZ_MUTATIONS requests (1,500 by default; with the property tests of
 test_fuzz.py over 3,000 in all); `make fuzz` sends 50,000. Examples are derandomized: the same
@@ -10,6 +10,7 @@ requests on every run and machine, so a failure is reproducible.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -145,8 +146,10 @@ def test_mutated_requests_are_refused_cleanly(
     module_accounts: dict[str, Account],
     targets: dict[str, str],
     conn: Any,
+    caplog: pytest.LogCaptureFixture,
     case: tuple[Request, bytes, bytes, str],
 ) -> None:
+    caplog.clear()
     request, target, body, content_type = case
     headers = {"Content-Type": content_type} if content_type else {}
     if request.who == "admin":
@@ -168,3 +171,6 @@ def test_mutated_requests_are_refused_cleanly(
         assert name not in text or name in sent, text[:300]
     if reply.status >= 400:
         assert db_fingerprint(conn) == before, (reply.status, text[:300])
+    # The server (in this process) logged no error or traceback for it.
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -135,3 +136,27 @@ def test_recording_uploaded_over_grpc_and_downloaded_over_rest(
     foreign = gateway.call("GET", f"/recordings/{other_id}/download?{link.query}")
     assert (foreign.status, foreign.json()) == (403, refused)
     assert b"another file" not in foreign.body
+
+
+@pytest.mark.parametrize(
+    ("method", "payload"),
+    [
+        ("/meetings.v1.MeetingService/GetMeeting", b"\x0a\x02\xff\xfe"),  # _id, invalid UTF-8
+        ("/meetings.v1.SessionService/CreateSession", b"\x0a\x04\x0a\x02\xc0\xaf"),  # login
+        ("/meetings.v1.MeetingService/CreateMeeting", b"\x0a\x03\x0a\x01"),  # truncated
+    ],
+)
+def test_a_grpc_request_that_does_not_parse_is_invalid_argument(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture, method: str, payload: bytes
+) -> None:
+    """Bytes no generated stub sends, through the gateway and directly: INVALID_ARGUMENT
+    saying why, and nothing in the server's log (grpcio's own parser answered INTERNAL and
+    logged a traceback)."""
+    caplog.clear()
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as failed:
+            call(payload, timeout=5)
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid message" in (failed.value.details() or "")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
