@@ -188,6 +188,8 @@ def run(
         server_env = {
             # Download links point at the gateway unless PUBLIC_BASE_URL says otherwise.
             "PUBLIC_BASE_URL": f"http://{gateway.gateway_host}:{gateway.gateway_port}",
+            # Envoy is stopped before the servers: nothing to drain away from (unless set).
+            "SHUTDOWN_DRAIN_SECONDS": "0",
             **env,
             "DATABASE_URL": url,
         }
