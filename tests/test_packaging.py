@@ -1,5 +1,5 @@
 """A wheel built from the repository holds every module of server/ and the generated API, and
-each imports from the wheel alone (pyproject.toml lists every package)."""
+each imports from the wheel alone: what a user installing it gets."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ RETRY_JITTER = 0.2
 MAX_ATTEMPTS = 12
 ERROR_TEXT_MAX = 1000
 
-Pending = outbox.RecipientState.PENDING
 Begun = Future[mailer.Sending]
 
 
@@ -46,7 +45,11 @@ def retry_delay(attempts: int, rand: float) -> float | None:
 
 def pending(job: outbox.Claimed) -> list[str]:
     """The addresses this attempt sends to: those not yet delivered or refused."""
-    return [r["email"] for r in job.recipients if r["state"] == Pending and r.get("email")]
+    return [
+        r["email"]
+        for r in job.recipients
+        if r["state"] == outbox.RecipientState.PENDING and r.get("email")
+    ]
 
 
 def settle(job: outbox.Claimed, outcome: mailer.Outcome, rand: float) -> Result:

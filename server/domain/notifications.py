@@ -24,7 +24,7 @@ from server.domain.meeting_values import MeetingView
 from server.storage import outbox
 from server.storage.models import User
 
-Pending = outbox.RecipientState.PENDING
+_PENDING, _SKIPPED = outbox.RecipientState.PENDING, outbox.RecipientState.SKIPPED
 
 
 @dataclass(frozen=True)
@@ -134,18 +134,23 @@ def recipients(entries: Iterable[_Entry]) -> list[dict[str, Any]]:
             {
                 "email": entry.person.email,
                 "user_id": entry.person.user_id,
-                "state": outbox.RecipientState.SKIPPED if entry.problem else Pending,
+                "state": _SKIPPED if entry.problem else _PENDING,
                 "detail": entry.problem,
             }
         )
     return found
 
 
+def _any_sendable(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether a recipient has an address to send to (one not skipped)."""
+    return any(row["state"] == _PENDING for row in rows)
+
+
 def _send_now(
     topic: str, view: MeetingView, info: emails.MeetingInfo, entries: Sequence[_Entry]
 ) -> None:
     rows = recipients(entries)
-    sendable = any(row["state"] == Pending for row in rows)
+    sendable = _any_sendable(rows)
     outbox.enqueue(
         topic=topic,
         meeting_id=view.id,
@@ -183,7 +188,7 @@ def _plan_reminder(view: MeetingView, info: emails.MeetingInfo, entries: Sequenc
             outbox.Status.CANCELLED,
             f"not sent: its time ({clock.iso_ms(due)}) had passed when it was planned",
         )
-    elif not any(row["state"] == Pending for row in rows):
+    elif not _any_sendable(rows):
         unsendable = (outbox.Status.FAILED, "no recipient has an email address")
     if unsendable is not None:
         # Recorded (once per due time) so that the host sees why no reminder will come.

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from server.domain import meeting_values
 from tests.conftest import Account
 from tests.gateway.conftest import Gateway, create_meeting
 
@@ -26,22 +27,8 @@ FUZZ = settings(
 # Internals that must never reach a body (unless the client sent them: errors name bad keys).
 LEAKS = ("Traceback", "psycopg2", "peewee", "Exception", 'File "', "grpc_status")
 
-FIELDS = [
-    "name",
-    "start_date",
-    "end_date",
-    "attendees",
-    "record",
-    "chat",
-    "public",
-    "scheduled",
-    "notify",
-    "notify_before",
-    "timezone",
-    "host_id",
-    "_id",
-    "user_id",
-]
+# Every meeting field, the echoed read-only keys, and the admin API's host.
+FIELDS = [*meeting_values.FIELDS, "host_id", "_id", "user_id"]
 FILTER_KEYS = [
     "start_date",
     "end_date",
