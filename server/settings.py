@@ -240,6 +240,9 @@ class GatewaySettings:
     # 0: any free port (the base URL printed at start-up says which).
     gateway_port: int = 8080
     envoy_admin_port: int = 9901
+    # Envoy's cap on open client connections, all clients together (each is a file
+    # descriptor: keep it under `ulimit -n`).
+    gateway_max_connections: int = 10000
     envoy_bin: Path = Path(sys.executable).parent / "envoy"
     envoy_config: Path = REPO / "envoy.yaml"
     envoy_log_level: str = "warning"
@@ -256,6 +259,9 @@ class GatewaySettings:
             gateway_host=env.text("GATEWAY_HOST", d.gateway_host),
             gateway_port=env.port("GATEWAY_PORT", d.gateway_port),
             envoy_admin_port=env.port("ENVOY_ADMIN_PORT", d.envoy_admin_port),
+            gateway_max_connections=env.integer(
+                "GATEWAY_MAX_CONNECTIONS", d.gateway_max_connections, 1, 10_000_000
+            ),
             envoy_bin=env.path("ENVOY_BIN", d.envoy_bin),
             envoy_config=env.path("ENVOY_CONFIG", d.envoy_config),
             envoy_log_level=env.choice("ENVOY_LOG_LEVEL", d.envoy_log_level, ENVOY_LOG_LEVELS),

@@ -33,7 +33,10 @@ from server.settings import REPO, GatewaySettings, Settings, SettingsError
 from server.storage import embedded_db
 
 # A value followed by `# NAME` in envoy.yaml is replaced by the setting NAME when rendered.
-_PLACEHOLDER = re.compile(r"(?P<key>address|port_value): (?P<value>\S+) # (?P<name>[A-Z_]+)\b")
+_PLACEHOLDER = re.compile(
+    r"(?P<key>address|port_value|max_active_downstream_connections): (?P<value>\S+)"
+    r" # (?P<name>[A-Z_]+)\b"
+)
 
 
 class StartupError(RuntimeError):
@@ -227,6 +230,7 @@ def _write_envoy_config(settings: Settings, gateway: GatewaySettings, ports: lis
         "GATEWAY_HOST": gateway.gateway_host,
         "GATEWAY_PORT": gateway.gateway_port,
         "ENVOY_ADMIN_PORT": gateway.envoy_admin_port,
+        "GATEWAY_MAX_CONNECTIONS": gateway.gateway_max_connections,
         "GRPC_HOST": settings.grpc_host,
         "GRPC_PORT": settings.grpc_port,
     }

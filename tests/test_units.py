@@ -9,7 +9,7 @@ import pytest
 
 from server.domain import clock, errors, ids, meeting_filters, meeting_values
 from server.domain.meeting_values import Condition
-from server.settings import Settings, SettingsError
+from server.settings import GatewaySettings, Settings, SettingsError
 
 
 def test_ids_are_24_lowercase_hex_and_unique() -> None:
@@ -60,6 +60,14 @@ def test_settings_defaults_and_environment() -> None:
 def test_settings_fail_loudly_naming_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_gateway_connection_cap_is_a_setting() -> None:
+    assert GatewaySettings.from_env({}).gateway_max_connections == 10_000
+    cap = GatewaySettings.from_env({"GATEWAY_MAX_CONNECTIONS": "50000"})
+    assert cap.gateway_max_connections == 50_000
+    with pytest.raises(SettingsError, match="GATEWAY_MAX_CONNECTIONS must be between"):
+        GatewaySettings.from_env({"GATEWAY_MAX_CONNECTIONS": "0"})
 
 
 def test_list_query_defaults_and_limit_cap() -> None:

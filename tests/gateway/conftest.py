@@ -110,16 +110,22 @@ def query(**params: str) -> str:
 
 
 def start_envoy(
-    tmp: Path, grpc_port: int, *more_ports: int, settings_text: dict[str, str] | None = None
+    tmp: Path,
+    grpc_port: int,
+    *more_ports: int,
+    settings_text: dict[str, str] | None = None,
+    values: dict[str, str | int] | None = None,
 ) -> tuple[subprocess.Popen[bytes], Gateway]:
     """Envoy from envoy.yaml on free loopback ports, in front of the server on `grpc_port`
-    (and of more replicas on `more_ports`); `settings_text` replaces text in the config."""
+    (and of more replicas on `more_ports`); `values` renders more `# NAME` placeholders, and
+    `settings_text` replaces text in the config."""
     port = supervisor.free_port("127.0.0.1")
     admin_port = supervisor.free_port("127.0.0.1")
     config = tmp / "envoy.yaml"
     rendered = supervisor.render_envoy_config(
         (settings.REPO / "envoy.yaml").read_text(),
-        {"GATEWAY_PORT": port, "ENVOY_ADMIN_PORT": admin_port, "GRPC_PORT": grpc_port},
+        {"GATEWAY_PORT": port, "ENVOY_ADMIN_PORT": admin_port, "GRPC_PORT": grpc_port}
+        | (values or {}),
     )
     for before, after in (settings_text or {}).items():
         assert before in rendered, before

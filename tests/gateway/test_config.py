@@ -39,9 +39,16 @@ def test_the_descriptor_is_newer_than_every_proto() -> None:
 def test_render_replaces_only_the_named_values() -> None:
     template = (REPO / "envoy.yaml").read_text()
     rendered = supervisor.render_envoy_config(
-        template, {"GATEWAY_PORT": 18080, "GRPC_PORT": 50999, "GATEWAY_HOST": "10.1.2.3"}
+        template,
+        {
+            "GATEWAY_PORT": 18080,
+            "GRPC_PORT": 50999,
+            "GATEWAY_HOST": "10.1.2.3",
+            "GATEWAY_MAX_CONNECTIONS": 2500,
+        },
     )
     assert "port_value: 18080 # GATEWAY_PORT" in rendered
+    assert "max_active_downstream_connections: 2500 # GATEWAY_MAX_CONNECTIONS" in rendered
     assert "port_value: 50999 # GRPC_PORT" in rendered
     assert "address: 10.1.2.3 # GATEWAY_HOST" in rendered
     # Not named: left as written. The admin listener stays on loopback whatever is rendered.
@@ -49,9 +56,10 @@ def test_render_replaces_only_the_named_values() -> None:
     admin = rendered[rendered.index("admin:") : rendered.index("overload_manager:")]
     assert "address: 127.0.0.1 #" in admin
     assert len(rendered.splitlines()) == len(template.splitlines())
-    placeholders = set(re.findall(r"(?:address|port_value): \S+ # ([A-Z_]+)\b", template))
+    placeholders = set(re.findall(r": \S+ # ([A-Z_]+)\b", template))
     assert placeholders == {
         "GATEWAY_HOST", "GATEWAY_PORT", "ENVOY_ADMIN_PORT", "GRPC_HOST", "GRPC_PORT",
+        "GATEWAY_MAX_CONNECTIONS",
     }  # fmt: skip
 
 

@@ -1,14 +1,23 @@
 """Connection exhaustion: one client holding idle connections up to Envoy's cap (lowered here
 to what CI can open) does not lock other clients out for longer than a request's header
-timeout: Envoy closes a connection that sends nothing after 10 s."""
+timeout (Envoy closes a connection that sends nothing after 10 s); and one that keeps reopening
+them is held to its own share by gateway/connlimit.nft."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from server import app
+import pytest
+
+from server import app, settings
+from tests.gateway import connlimit_probe
 from tests.gateway.conftest import raw_request, start_envoy, stop_envoy
 
 CAP = 200
@@ -27,7 +36,7 @@ def test_idle_connections_do_not_lock_new_clients_out(
     envoy, gateway = start_envoy(
         tmp_path,
         grpc_server.port,
-        settings_text={"10000 # MAX_CONNECTIONS": f"{CAP} # MAX_CONNECTIONS"},
+        values={"GATEWAY_MAX_CONNECTIONS": CAP},
     )
     idle: list[socket.socket] = []
     try:
@@ -61,3 +70,34 @@ def test_idle_connections_do_not_lock_new_clients_out(
         for sock in idle:
             sock.close()
         stop_envoy(envoy)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nft")),
+    reason="the per-client rule is a firewall rule: needs root, unshare and nft (make test "
+    "installs nftables where it can)",
+)
+def test_a_client_reopening_connections_is_held_to_its_own_share() -> None:
+    probe = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "tests.gateway.connlimit_probe"],
+        cwd=settings.REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    figures = json.loads(probe.stdout.splitlines()[-1])
+    without, with_rule = figures["without"], figures["with"]
+    print(
+        f"\none address reopening connections, cap {figures['cap']}: other client answered "
+        f"{without['answered']}/{without['tries']} without the rule, "
+        f"{with_rule['answered']}/{with_rule['tries']} with it (attacker held "
+        f"{with_rule['attacker_held']})"
+    )
+    # Without the rule the attack works: the other client is mostly refused.
+    assert without["attacker_held"] > connlimit_probe.CAP * 0.9
+    assert without["answered"] < without["tries"] / 2
+    # With it, the attacker holds its share and every other request is answered.
+    assert with_rule["attacker_held"] <= connlimit_probe.PER_CLIENT
+    assert with_rule["answered"] == with_rule["tries"]
