@@ -7,6 +7,7 @@ type (`_Env`), which fails loudly, naming the variable, when a value is not usab
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "o
 
 class SettingsError(ValueError):
     """A setting is present but not usable; the message names the variable."""
+
+
+# A web origin as browsers send it: scheme, host (a name, or an IPv6 address in brackets), port.
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
 class _Env:
@@ -88,6 +93,18 @@ class _Env:
         if not raw.isdigit() or int(raw) > 65535:
             raise SettingsError(f"{name} must be a port number (0 for any), got {raw!r}")
         return int(raw)
+
+    def origins(self, name: str, default: str) -> tuple[str, ...]:
+        """`*`, or web origins (`scheme://host[:port]`), separated by commas or spaces."""
+        items = tuple((self._env.get(name) or default).replace(",", " ").split())
+        if items == ("*",):
+            return items
+        for item in items:
+            if not _ORIGIN.fullmatch(item):
+                raise SettingsError(
+                    f"{name}: {item!r} is not an origin such as https://app.example.com (or use *)"
+                )
+        return items
 
     def networks(self, name: str) -> tuple[IPv4Network | IPv6Network, ...]:
         found = []
@@ -243,6 +260,8 @@ class GatewaySettings:
     # Envoy's cap on open client connections, all clients together (each is a file
     # descriptor: keep it under `ulimit -n`).
     gateway_max_connections: int = 10000
+    # Web origins whose pages may call the user API (CORS); `*`: any, as the hosted API allows.
+    cors_allowed_origins: tuple[str, ...] = ("*",)
     envoy_bin: Path = Path(sys.executable).parent / "envoy"
     envoy_config: Path = REPO / "envoy.yaml"
     envoy_log_level: str = "warning"
@@ -262,6 +281,7 @@ class GatewaySettings:
             gateway_max_connections=env.integer(
                 "GATEWAY_MAX_CONNECTIONS", d.gateway_max_connections, 1, 10_000_000
             ),
+            cors_allowed_origins=env.origins("CORS_ALLOWED_ORIGINS", "*"),
             envoy_bin=env.path("ENVOY_BIN", d.envoy_bin),
             envoy_config=env.path("ENVOY_CONFIG", d.envoy_config),
             envoy_log_level=env.choice("ENVOY_LOG_LEVEL", d.envoy_log_level, ENVOY_LOG_LEVELS),

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import functools
 import http.client
+import json
 import os
 import re
 import signal
@@ -33,10 +34,7 @@ from server.settings import REPO, GatewaySettings, Settings, SettingsError
 from server.storage import embedded_db
 
 # A value followed by `# NAME` in envoy.yaml is replaced by the setting NAME when rendered.
-_PLACEHOLDER = re.compile(
-    r"(?P<key>address|port_value|max_active_downstream_connections): (?P<value>\S+)"
-    r" # (?P<name>[A-Z_]+)\b"
-)
+_PLACEHOLDER = re.compile(r"(?P<key>[a-z_]+): (?P<value>\S+) # (?P<name>[A-Z_]+)\b")
 
 
 class StartupError(RuntimeError):
@@ -53,6 +51,16 @@ def render_envoy_config(template: str, values: Mapping[str, str | int]) -> str:
         return f"{match['key']}: {values[name]} # {name}"
 
     return _PLACEHOLDER.sub(substitute, template)
+
+
+def cors_origins(origins: tuple[str, ...]) -> str:
+    """The CORS policy's allow_origin_string_match for CORS_ALLOWED_ORIGINS, as one-line JSON
+    (a placeholder's value has no spaces)."""
+    if origins == ("*",):
+        matchers: list[dict[str, object]] = [{"safe_regex": {"regex": ".*"}}]
+    else:
+        matchers = [{"exact": origin} for origin in origins]
+    return json.dumps(matchers, separators=(",", ":"))
 
 
 # The cluster's one endpoint in envoy.yaml (rendered or not), repeated once per server process.
@@ -231,6 +239,7 @@ def _write_envoy_config(settings: Settings, gateway: GatewaySettings, ports: lis
         "GATEWAY_PORT": gateway.gateway_port,
         "ENVOY_ADMIN_PORT": gateway.envoy_admin_port,
         "GATEWAY_MAX_CONNECTIONS": gateway.gateway_max_connections,
+        "CORS_ALLOWED_ORIGINS": cors_origins(gateway.cors_allowed_origins),
         "GRPC_HOST": settings.grpc_host,
         "GRPC_PORT": settings.grpc_port,
     }

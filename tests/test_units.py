@@ -70,6 +70,15 @@ def test_gateway_connection_cap_is_a_setting() -> None:
         GatewaySettings.from_env({"GATEWAY_MAX_CONNECTIONS": "0"})
 
 
+def test_cors_origins_setting() -> None:
+    assert GatewaySettings.from_env({}).cors_allowed_origins == ("*",)
+    listed = GatewaySettings.from_env({"CORS_ALLOWED_ORIGINS": "https://a.example, http://[::1]:8"})
+    assert listed.cors_allowed_origins == ("https://a.example", "http://[::1]:8")
+    for wrong in ("a.example", "https://a.example/path", "*, https://a.example", "ftp://a"):
+        with pytest.raises(SettingsError, match=r"CORS_ALLOWED_ORIGINS: .* is not an origin"):
+            GatewaySettings.from_env({"CORS_ALLOWED_ORIGINS": wrong})
+
+
 def test_list_query_defaults_and_limit_cap() -> None:
     assert meeting_filters.build([], None, 0).limit == 100
     assert meeting_filters.build([], 500, 0).limit == 100

@@ -59,8 +59,15 @@ def test_render_replaces_only_the_named_values() -> None:
     placeholders = set(re.findall(r": \S+ # ([A-Z_]+)\b", template))
     assert placeholders == {
         "GATEWAY_HOST", "GATEWAY_PORT", "ENVOY_ADMIN_PORT", "GRPC_HOST", "GRPC_PORT",
-        "GATEWAY_MAX_CONNECTIONS",
+        "GATEWAY_MAX_CONNECTIONS", "CORS_ALLOWED_ORIGINS",
     }  # fmt: skip
+
+
+def test_cors_origins_render_as_envoy_matchers() -> None:
+    assert supervisor.cors_origins(("*",)) == '[{"safe_regex":{"regex":".*"}}]'
+    assert supervisor.cors_origins(("https://a.example", "http://127.0.0.1:3000")) == (
+        '[{"exact":"https://a.example"},{"exact":"http://127.0.0.1:3000"}]'
+    )
 
 
 def test_a_broken_config_fails_validation_with_envoys_reason(tmp_path: Path) -> None:

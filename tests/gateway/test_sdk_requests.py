@@ -126,16 +126,28 @@ def test_session_routes(gateway: Gateway, db: Any) -> None:
     assert wrong.status == 401
 
 
-def test_cors_preflight_for_browser_apps(gateway: Gateway) -> None:
-    reply = gateway.call(
-        "OPTIONS", "/meetings.json",
-        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT",
-                 "Access-Control-Request-Headers": "cb-token, content-type"},
+def _preflight(gateway: Gateway, path: str, method: str, headers: str) -> Any:
+    return gateway.call(
+        "OPTIONS", path,
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": method,
+                 "Access-Control-Request-Headers": headers},
     )  # fmt: skip
+
+
+def test_cors_preflight_for_browser_apps(gateway: Gateway) -> None:
+    # What the JS SDK sends (CB-SDK on every call, CB-AuthKey on sign-up) and the Flutter SDK.
+    sdk_headers = "cb-sdk, cb-token, cb-authkey, content-type, cb-api-version"
+    reply = _preflight(gateway, "/meetings.json", "PUT", sdk_headers)
     assert reply.status == 200
     assert reply.header("access-control-allow-origin") == "https://app.example.com"
     assert "PUT" in (reply.header("access-control-allow-methods") or "")
-    assert "cb-token" in (reply.header("access-control-allow-headers") or "")
+    allowed = {h.strip() for h in (reply.header("access-control-allow-headers") or "").split(",")}
+    assert set(sdk_headers.split(", ")) | {"connectycube-rest-api-version"} <= allowed
+    assert reply.header("access-control-max-age") == "86400"
+    assert reply.header("access-control-allow-credentials") is None
+    # The admin key is not among them: no page on another origin can call the admin API.
+    admin = _preflight(gateway, "/admin/meetings", "GET", "cb-administration-api-key")
+    assert "cb-administration-api-key" not in (admin.header("access-control-allow-headers") or "")
     listed = gateway.call("GET", "/meetings.json", headers={"Origin": "https://app.example.com"})
     assert listed.status == 401
     assert listed.header("access-control-allow-origin") == "https://app.example.com"
