@@ -9,6 +9,8 @@ PROTOS := $(wildcard protos/meetings/v1/*.proto)
 GEN_DIR := gen/meetings/v1
 GEN_STAMP := gen/.stamp
 DESCRIPTOR := gateway/meetings.pb
+SDK_TESTS := tests/sdk
+SDK_MODULES := $(SDK_TESTS)/node_modules/.installed
 PYTEST_ARGS ?=
 
 .PHONY: all setup gen run test lint bench fuzz clean
@@ -41,6 +43,14 @@ $(GEN_STAMP): $(PROTOS) $(INSTALLED)
 
 gen: $(GEN_STAMP)
 
+# tests/sdk: the stock JS SDK and playwright-core exactly as package-lock.json pins them
+# (npm ci, again whenever the lock changes), and Debian's chromium for them (as root, if missing).
+$(SDK_MODULES): $(SDK_TESTS)/package-lock.json
+	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq chromium \
+		|| { apt-get update -qq && apt-get install -y -qq chromium; }
+	cd $(SDK_TESTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # The database (embedded unless DATABASE_URL is set), the gRPC server and the Envoy gateway,
 # supervised together; prints the REST base URL. Ports: GATEWAY_PORT, ENVOY_ADMIN_PORT, GRPC_PORT.
 run: setup
@@ -48,7 +58,7 @@ run: setup
 
 # nftables for the per-client connection limit's test (gateway/connlimit.nft), where root can
 # install it; without it that one test is skipped, saying so.
-test: setup
+test: setup $(SDK_MODULES)
 	command -v nft >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq nftables >/dev/null \
 		|| echo "nftables could not be installed: the per-client connection test is skipped"
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -38,12 +38,53 @@ local OPERATORS = {
   eq = true, gt = true, gte = true, lt = true, lte = true, ne = true, ["in"] = true, nin = true,
 }
 local OPERATOR_LIST = "eq, gt, gte, lt, lte, ne, in or nin"
+local MEETING_LIST = { filters = {}, plain = PLAIN_PARAMS }
+for name in pairs(FILTER_FIELDS) do
+  MEETING_LIST.filters[name] = { ops = OPERATORS, list = OPERATOR_LIST }
+end
+-- GET /users/v2 (ListUsersRequest in protos/meetings/v1/users.proto; a test keeps it in sync).
+local ID_OPS = { ops = { eq = true, ["in"] = true, nin = true }, list = "eq, in or nin" }
+local TEXT_OPS = {
+  ops = { eq = true, ["in"] = true, nin = true, start_with = true },
+  list = "eq, in, nin or start_with",
+}
+local DATE_OPS = { ops = { gt = true, lt = true, gte = true, lte = true }, list = "gt, lt, gte or lte" }
+local USER_LIST = {
+  filters = {
+    id = ID_OPS, login = TEXT_OPS, email = TEXT_OPS, full_name = TEXT_OPS, phone = TEXT_OPS,
+    external_id = TEXT_OPS, facebook_id = TEXT_OPS, twitter_id = TEXT_OPS, user_tags = TEXT_OPS,
+    created_at = DATE_OPS, updated_at = DATE_OPS, last_request_at = DATE_OPS,
+  },
+  plain = { limit = true, offset = true, sort_asc = true, sort_desc = true },
+}
 -- The query parameters of the admin panel's searches (SearchMeetingsRequest and
 -- ListWebhookDeliveriesRequest in protos/meetings/v1/admin.proto; a test keeps these in sync).
 local ADMIN_SEARCH_PARAMS = {
   name = true, host = true, start_from = true, start_to = true, limit = true, offset = true,
 }
 local ADMIN_DELIVERIES_PARAMS = { limit = true, offset = true }
+-- The body keys of the account routes (CreateSessionRequest, LoginRequest, UserInput in
+-- protos/meetings/v1/; a test keeps these in sync): the transcoder would drop others silently.
+local SESSION_KEYS = {
+  user = true, application_id = true, auth_key = true, nonce = true, timestamp = true,
+  signature = true,
+}
+local SESSION_USER_KEYS = {
+  login = true, password = true, guest = true, full_name = true, email = true,
+}
+local LOGIN_KEYS = { login = true, email = true, password = true }
+local USER_INPUT_KEYS = {
+  login = true, email = true, password = true, old_password = true, full_name = true,
+  phone = true, website = true, custom_data = true, tag_list = true, timezone = true,
+  avatar = true, facebook_id = true, twitter_id = true, external_id = true,
+  external_user_id = true,
+}
+local ACCOUNT_BODIES = {
+  ["POST /session"] = { top = SESSION_KEYS, user = SESSION_USER_KEYS },
+  ["POST /login"] = { top = LOGIN_KEYS },
+  ["POST /users"] = { top = { user = true }, user = USER_INPUT_KEYS },
+  ["PUT /users/{id}"] = { top = { user = true }, user = USER_INPUT_KEYS },
+}
 
 -- Longest URL accepted (RFC 9110 asks for at least 8000 octets); longer ones get a JSON 414.
 -- A GET's form body joins its URL, so it is held to the same.
@@ -126,14 +167,16 @@ local function message_errors(message)
   return '{"errors":[' .. json_string(message) .. "]}"
 end
 
--- The keys of a JSON object's top level, in order, or nil if `text` is not a complete object
--- (malformed JSON is then left to the transcoder, which reports where it is wrong).
-local function top_level_keys(text)
+-- The keys of a JSON object's top level, in order, and for each top-level key whose value
+-- is an object, that object's keys; nil if `text` is not a complete object (malformed JSON
+-- is then left to the transcoder, which reports where it is wrong).
+local function object_keys(text)
   local i = text:find("%S")
   if not i or text:byte(i) ~= 123 then -- "{"
     return nil
   end
-  local keys, depth, n = {}, 0, #text
+  local keys, nested, open, n = {}, {}, {}, #text
+  local last_top
   while true do
     i = text:find('["{}%[%]]', i)
     if not i then
@@ -153,15 +196,27 @@ local function top_level_keys(text)
           break
         end
       end
-      if depth == 1 and text:find("^%s*:", j + 1) then
-        keys[#keys + 1] = text:sub(i + 1, j - 1)
+      if open[#open] == 123 and text:find("^%s*:", j + 1) then
+        local key = text:sub(i + 1, j - 1)
+        if #open == 1 then
+          keys[#keys + 1], last_top = key, key
+        elseif #open == 2 and nested[last_top] then
+          table.insert(nested[last_top], key)
+        end
       end
       i = j + 1
     else
-      depth = depth + ((c == 123 or c == 91) and 1 or -1)
+      if c == 123 or c == 91 then
+        open[#open + 1] = c
+        if c == 123 and #open == 2 and last_top then
+          nested[last_top] = nested[last_top] or {}
+        end
+      else
+        open[#open] = nil
+      end
       i = i + 1
-      if depth == 0 then
-        return (text:find("^%s*$", i)) and keys or nil
+      if #open == 0 then
+        return (text:find("^%s*$", i)) and keys or nil, nested
       end
     end
   end
@@ -207,19 +262,21 @@ local function split_key(key)
   return name, groups, well_formed
 end
 
--- The list request's parameters in the transcoder's form, or nil and the problems.
-local function list_params(params)
+-- A list request's parameters in the transcoder's form (`spec`: its filters, each with its
+-- operators, and its plain parameters), or nil and the problems.
+local function list_params(params, spec)
   local out, problems = {}, {}
   for _, p in ipairs(params) do
     local key, value = p[1], p[2]
     local name, groups, well_formed = split_key(key)
     local op = groups[1] or "eq"
+    local filter = spec.filters[name]
     if not well_formed then
       problems[#problems + 1] = { key, "is not a well-formed parameter name" }
-    elseif FILTER_FIELDS[name] then
+    elseif filter then
       local list = op == "in" or op == "nin"
-      if not OPERATORS[op] or #groups > 2 or (#groups == 2 and (not list or groups[2] ~= "")) then
-        problems[#problems + 1] = { key, "unsupported operator: use " .. OPERATOR_LIST }
+      if not filter.ops[op] or #groups > 2 or (#groups == 2 and (not list or groups[2] ~= "")) then
+        problems[#problems + 1] = { key, "unsupported operator: use " .. filter.list }
       elseif list then
         for item in value:gsub("%%2[Cc]", ","):gmatch("[^,]+") do
           out[#out + 1] = { name .. "." .. op, item }
@@ -227,9 +284,9 @@ local function list_params(params)
       else
         out[#out + 1] = { name .. "." .. op, value }
       end
-    elseif PLAIN_PARAMS[name] and #groups == 0 then
+    elseif spec.plain[name] and #groups == 0 then
       out[#out + 1] = { name, value }
-    elseif PLAIN_PARAMS[name] then
+    elseif spec.plain[name] then
       problems[#problems + 1] = { key, "takes no operator: use " .. name .. "=value" }
     else
       problems[#problems + 1] = { key, "is not a supported parameter" }
@@ -271,7 +328,7 @@ local function meeting_keys(handle, body)
   if not body or body:length() == 0 then
     return nil
   end
-  local keys = top_level_keys(body:getBytes(0, body:length()))
+  local keys = object_keys(body:getBytes(0, body:length()))
   if not keys then
     return nil
   end
@@ -290,6 +347,26 @@ local function meeting_keys(handle, body)
     return nil, true
   end
   return names
+end
+
+-- The account route's body keys that it does not take, as {key, message} problems.
+local function account_problems(body, spec)
+  if not body or body:length() == 0 then
+    return {}
+  end
+  local keys, nested = object_keys(body:getBytes(0, body:length()))
+  local problems = {}
+  for _, key in ipairs(keys or {}) do
+    if not spec.top[snake_case(key)] then
+      problems[#problems + 1] = { key, "is not a supported field" }
+    end
+  end
+  for _, key in ipairs((spec.user and nested and nested.user) or {}) do
+    if not spec.user[snake_case(key)] then
+      problems[#problems + 1] = { "user[" .. key .. "]", "is not a supported field" }
+    end
+  end
+  return problems
 end
 
 -- The first parameter (or the path) that is not valid UTF-8 once decoded, or nil.
@@ -330,11 +407,14 @@ function envoy_on_request(handle)
     method = "GET"
   end
   local is_list = method == "GET" and (path == "/meetings" or path == "/v2/meetings")
+  local is_user_list = method == "GET" and path == "/users/v2"
   local one_meeting = path:match("^/meetings/([^/]+)$")
   local creating = method == "POST" and (path == "/meetings" or path == "/admin/meetings")
   local updating = method == "PUT" and one_meeting ~= nil
+  local route = path:find("^/users/%d+$") and "/users/{id}" or path
+  local account = ACCOUNT_BODIES[method .. " " .. route]
 
-  if method == "GET" or creating or updating then
+  if method == "GET" or creating or updating or account then
     local body = handle:body()
     headers = handle:headers() -- the earlier object is not valid after body()
     local content_type = headers:get("content-type") or ""
@@ -346,6 +426,11 @@ function envoy_on_request(handle)
       body:setBytes("")
       headers:replace("content-length", "0")
       headers:remove("content-type")
+    elseif account then
+      local problems = account_problems(body, account)
+      if #problems > 0 then
+        return reject(handle, 422, field_errors(problems))
+      end
     elseif creating or updating then
       local names, rejected = meeting_keys(handle, body)
       if rejected then
@@ -370,7 +455,9 @@ function envoy_on_request(handle)
       path = "/meetings/" .. path_segment(params[1][2])
       params = {}
     end
-    params, problems = list_params(params)
+    params, problems = list_params(params, MEETING_LIST)
+  elseif is_user_list then
+    params, problems = list_params(params, USER_LIST)
   elseif path == "/meetings" or path == "/session" or one_meeting or path:find("^/admin/") then
     local allowed = {}
     if updating then

@@ -24,6 +24,8 @@ from meetings.v1 import (
     recordings_pb2_grpc,
     sessions_pb2,
     sessions_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
 )
 from server import logs
 from server.delivery import email_sender, loop, mailer, webhook_sender
@@ -38,6 +40,7 @@ from server.transport import (
     recording_service,
     rpc,
     session_service,
+    user_service,
 )
 from server.transport.health import DatabaseWatch
 
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = [
     meetings_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name,
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     recordings_pb2.DESCRIPTOR.services_by_name["RecordingService"].full_name,
     recordings_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
@@ -74,6 +78,9 @@ class Service:
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             session_service.SessionService(settings), rpc.tolerant(self.server)
+        )
+        users_pb2_grpc.add_UserServiceServicer_to_server(
+            user_service.UserService(settings), rpc.tolerant(self.server)
         )
         storage = FilesystemStorage(settings.recordings_path)
         links = download_links(settings)

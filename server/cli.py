@@ -4,6 +4,7 @@
     meetings-admin token LOGIN          # prints a new session token for that user
     meetings-admin settings [--meeting-url-template T] [--sender S]   # show, or change and show
     meetings-admin service-key admin|media   # a new admin API / media server key (shown once)
+    meetings-admin app [--id N] [--rotate]   # the application's id, auth key and auth secret
 
 It uses DATABASE_URL, or the embedded server in DATA_DIR (started if it is not running).
 """
@@ -15,7 +16,7 @@ import getpass
 import sys
 from collections.abc import Callable
 
-from server.domain import auth, errors, meeting_settings, service_keys
+from server.domain import applications, auth, errors, meeting_settings, service_keys
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 
@@ -39,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         "service-key", help="make a new admin API or media server key (replaces the old one)"
     )
     key.add_argument("kind", choices=service_keys.KINDS)
+    application = commands.add_parser(
+        "app", help="show the application credentials the SDKs are configured with, or change them"
+    )
+    application.add_argument("--id", type=int, help="a new application id")
+    application.add_argument(
+        "--rotate", action="store_true", help="new auth key and secret (the old ones stop working)"
+    )
     return parser
 
 
@@ -64,11 +72,18 @@ def _service_key(args: argparse.Namespace, settings: Settings) -> None:
     print(service_keys.issue(args.kind))
 
 
+def _application(args: argparse.Namespace, settings: Settings) -> None:
+    changed = args.id is not None or args.rotate
+    app = applications.configure(args.id, args.rotate) if changed else applications.current()
+    print(f"application_id = {app.id}\nauth_key = {app.auth_key}\nauth_secret = {app.auth_secret}")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "create-user": _create_user,
     "token": _token,
     "settings": _settings,
     "service-key": _service_key,
+    "app": _application,
 }
 
 

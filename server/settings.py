@@ -94,6 +94,16 @@ class _Env:
             raise SettingsError(f"{name} must be a port number (0 for any), got {raw!r}")
         return int(raw)
 
+    def rate(self, name: str, default: tuple[int, int]) -> tuple[int, int]:
+        """`ATTEMPTS/SECONDS`, e.g. 30/60."""
+        raw = self._env.get(name)
+        if not raw:
+            return default
+        match = re.fullmatch(r"\s*([0-9]{1,9})\s*/\s*([0-9]{1,9})\s*", raw)
+        if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+            raise SettingsError(f"{name} must be ATTEMPTS/SECONDS such as 30/60, got {raw!r}")
+        return int(match[1]), int(match[2])
+
     def origins(self, name: str, default: str) -> tuple[str, ...]:
         """`*`, or web origins (`scheme://host[:port]`), separated by commas or spaces."""
         items = tuple((self._env.get(name) or default).replace(",", " ").split())
@@ -185,6 +195,13 @@ class Settings:
     # A meeting whose call was never ended counts as finished this long after end_date.
     webhook_end_grace_seconds: float = 600.0
     webhook_timeout_seconds: float = 10.0
+    # Rate limits as (attempts, seconds): sign-ins per source address, failed sign-ins per
+    # login (a password guesser spread over many addresses), sign-ups and guest sessions per
+    # address. One office behind a NAT address shares the address limits.
+    rate_sign_in_per_address: tuple[int, int] = (30, 60)
+    rate_failed_sign_in_per_login: tuple[int, int] = (10, 900)
+    rate_sign_up_per_address: tuple[int, int] = (20, 3600)
+    rate_guest_per_address: tuple[int, int] = (60, 3600)
 
     @property
     def db_pool_size(self) -> int:
@@ -246,6 +263,16 @@ class Settings:
             webhook_timeout_seconds=env.number(
                 "WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_seconds, 0.1, 120
             ),
+            rate_sign_in_per_address=env.rate(
+                "RATE_SIGN_IN_PER_ADDRESS", d.rate_sign_in_per_address
+            ),
+            rate_failed_sign_in_per_login=env.rate(
+                "RATE_FAILED_SIGN_IN_PER_LOGIN", d.rate_failed_sign_in_per_login
+            ),
+            rate_sign_up_per_address=env.rate(
+                "RATE_SIGN_UP_PER_ADDRESS", d.rate_sign_up_per_address
+            ),
+            rate_guest_per_address=env.rate("RATE_GUEST_PER_ADDRESS", d.rate_guest_per_address),
         )
 
 

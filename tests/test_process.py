@@ -16,7 +16,7 @@ import psycopg2
 
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc
-from server.domain import auth
+from server.domain import applications, auth
 from tests.conftest import REPO, Account, PgDatabase
 from tests.rpc_helpers import create, m_id, update
 
@@ -125,3 +125,20 @@ def test_sigterm_lets_in_flight_calls_finish(postgres: PgDatabase, db: Any) -> N
     logs = server.stderr.read() if server.stderr else ""
     assert '"msg": "shutting down", "signal": "SIGTERM"' in logs
     assert token not in logs
+
+
+def test_cli_shows_and_changes_the_application_credentials(postgres: PgDatabase, db: Any) -> None:
+    def shown(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+        assert result.returncode == 0, result.stderr
+        return dict(line.split(" = ", 1) for line in result.stdout.strip().splitlines())
+
+    first = shown(run_cli(postgres, "app"))
+    assert first["application_id"] == "1" and len(first["auth_key"]) >= 16
+    assert shown(run_cli(postgres, "app")) == first  # made once, then the same everywhere
+    moved = shown(run_cli(postgres, "app", "--id", "4242"))
+    assert moved == first | {"application_id": "4242"}
+    rotated = shown(run_cli(postgres, "app", "--rotate"))
+    assert rotated["application_id"] == "4242"
+    assert rotated["auth_key"] != first["auth_key"]
+    assert rotated["auth_secret"] != first["auth_secret"]
+    assert applications.current().auth_key == rotated["auth_key"]

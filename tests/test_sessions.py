@@ -10,14 +10,17 @@ import pytest
 
 from meetings.v1 import meetings_pb2
 from meetings.v1 import sessions_pb2 as pb
-from server.domain import auth, errors
+from server.domain import applications, auth, errors
 from server.storage.models import Session, User
 from tests.rpc_helpers import rpc_error, trailers
 
 
 def sign_in(stub: Any, **user: str) -> pb.SessionResponse:
+    app = applications.current()
     result: pb.SessionResponse = stub.CreateSession(
-        pb.CreateSessionRequest(user=pb.SessionUser(**user), application_id=1, auth_key="ignored")
+        pb.CreateSessionRequest(
+            user=pb.SessionUser(**user), application_id=app.id, auth_key=app.auth_key
+        )
     )
     return result
 
@@ -35,7 +38,13 @@ def test_password_sign_in_and_token_use(session_stub: Any, meeting_stub: Any, db
     assert session.token not in {stored.token_hash, stored.id}
     assert str(User.get().password_hash).startswith("$argon2id$")
     got = session_stub.GetSession(pb.GetSessionRequest(), metadata=metadata).session
-    assert (getattr(got, "_id"), got.token) == (getattr(session, "_id"), "")
+    # The caller's own token (only its hash is stored), the application, the user.
+    assert (getattr(got, "_id"), got.token) == (getattr(session, "_id"), session.token)
+    assert (got.application_id, got.user.login, got.user.email.string_value) == (
+        applications.current().id,
+        "Alice",
+        "alice@example.com",
+    )
     session_stub.DeleteSession(pb.DeleteSessionRequest(), metadata=metadata)
     error = rpc_error(
         lambda: meeting_stub.ListMeetingsPage(meetings_pb2.ListMeetingsRequest(), metadata=metadata)
@@ -60,7 +69,7 @@ def test_missing_credentials_are_named(session_stub: Any, db: Any) -> None:
     error = rpc_error(lambda: sign_in(session_stub))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert trailers(error)["cb-error-body"] == (
-        '{"errors":{"login":["is required"],"password":["is required"]}}'
+        '{"errors":{"login":["or email is required"],"password":["is required"]}}'
     )
 
 

@@ -1,5 +1,9 @@
 """Users and sessions: password sign-in, guest sign-in, and token authentication.
 
+A session belongs to the application and, once someone signs in, to a user: an application
+session (app credentials only, before sign-up or sign-in) may sign up and sign in, nothing
+else; `POST /login` gives it a user and `DELETE /login` takes the user away again.
+
 Tokens are random (256 bits) and stored only as their SHA-256: a leaked table does not
 give anyone a session. Passwords are hashed with Argon2id.
 """
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,35 +48,42 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class SessionRef:
+    """Any live session of a request: the application's, or a user's (`user`)."""
+
+    session_id: str
+    expires_at: datetime
+    application_id: int | None
+    user: Caller | None
+
+
+@dataclass(frozen=True)
 class SessionView:
     id: str
     token: str
-    user_id: int
+    user_id: int  # 0: an application session
     created_at: datetime
     updated_at: datetime
     expires_at: datetime
+    application_id: int | None = None
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(login: str, password: str, email: str = "", full_name: str = "") -> int:
-    """Create a (non-guest) user; returns its numeric id."""
-    problems = errors.FieldErrors()
-    text.check(problems, "login", login)
-    text.check(problems, "password", password)
-    text.check(problems, "email", email)
-    text.check(problems, "full_name", full_name)
-    problems.raise_if_any()
-    login = login.strip()
-    if not login or len(login) > LOGIN_MAX or any(ch.isspace() for ch in login):
-        problems.add("login", f"must be 1 to {LOGIN_MAX} characters without spaces")
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        problems.add("password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
-    email = email.strip()
-    if email and not meeting_rules.is_email(email):
-        problems.add("email", "is not a valid address")
+def create_user(
+    login: str,
+    password: str,
+    email: str = "",
+    full_name: str = "",
+    profile: Mapping[str, object] | None = None,
+) -> int:
+    """Create a (non-guest) user; returns its numeric id. Without a login the email is the
+    login. `profile`: more columns, already checked (users.sign_up)."""
+    text.require(login=login, password=password, email=email, full_name=full_name)
+    login, email = (login.strip() or email.strip()), email.strip()
+    problems = _credential_problems(login, password, email)
     if len(full_name) > FULL_NAME_MAX:
         problems.add("full_name", f"must be at most {FULL_NAME_MAX} characters")
     problems.raise_if_any()
@@ -86,35 +98,79 @@ def create_user(login: str, password: str, email: str = "", full_name: str = "")
                 password_hash=_hasher.hash(password),
                 created_at=now,
                 updated_at=now,
+                **(profile or {}),
             )
-    except peewee.IntegrityError:
-        raise errors.InvalidFields({"login": ["has already been taken"]}) from None
+    except peewee.IntegrityError as exc:
+        raise taken(exc) from None
     return int(user.id)
 
 
-def _start_session(user: User, ttl_seconds: int) -> SessionView:
+def _credential_problems(login: str, password: str | None, email: str) -> errors.FieldErrors:
+    problems = errors.FieldErrors()
+    if not login or len(login) > LOGIN_MAX or any(ch.isspace() for ch in login):
+        problems.add("login", f"must be 1 to {LOGIN_MAX} characters without spaces")
+    if password is not None and not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        problems.add("password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    if email and not meeting_rules.is_email(email):
+        problems.add("email", "is not a valid address")
+    return problems
+
+
+def taken(exc: peewee.IntegrityError) -> errors.InvalidFields:
+    """The 422 for a login or email that another user has (the unique index says which)."""
+    field = "email" if "users_email_key" in str(exc) else "login"
+    return errors.InvalidFields({field: ["has already been taken"]})
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_credentials(login: str, password: str | None, email: str) -> None:
+    """InvalidFields unless these would do for a new account (users.update)."""
+    _credential_problems(login, password, email).raise_if_any()
+
+
+def _start_session(
+    user: User | None, ttl_seconds: int, application_id: int | None = None
+) -> SessionView:
     token = secrets.token_urlsafe(32)
     now = clock.now()
     expires = now + timedelta(seconds=ttl_seconds)
     with db.atomic():
         session = Session.create(
             id=ids.new_id(),
-            user=user.id,
+            user=None if user is None else user.id,
+            application_id=application_id,
             token_hash=token_hash(token),
             created_at=now,
             updated_at=now,
             expires_at=expires,
         )
-        User.update(last_request_at=now).where(User.id == user.id).execute()
+        if user is not None:
+            User.update(last_request_at=now).where(User.id == user.id).execute()
         # Housekeeping: expired sessions are of no use to anyone.
         Session.delete().where(Session.expires_at < now - timedelta(days=1)).execute()
-    return SessionView(session.id, token, int(user.id), now, now, expires)
+    user_id = 0 if user is None else int(user.id)
+    return SessionView(session.id, token, user_id, now, now, expires, application_id)
 
 
-def sign_in(login: str, password: str, ttl_seconds: int) -> SessionView:
-    """A session for a login and password; Unauthenticated if they do not match."""
-    text.require(login=login, password=password)
-    user = User.get_or_none(peewee.fn.lower(User.login) == login.strip().lower())
+def start_application_session(application_id: int, ttl_seconds: int) -> SessionView:
+    """A session of the application alone (checked credentials), before anyone signs in."""
+    return _start_session(None, ttl_seconds, application_id)
+
+
+def verified_user(login: str, email: str, password: str) -> User:
+    """The user with this login (or email) and password; Unauthenticated if they do not match.
+
+    A wrong login costs as much time as a wrong password (the dummy hash)."""
+    text.require(login=login, email=email, password=password)
+    if login.strip():
+        user = User.get_or_none(peewee.fn.lower(User.login) == login.strip().lower())
+    else:
+        user = User.get_or_none(
+            (peewee.fn.lower(User.email) == email.strip().lower()) & (User.email != "")
+        )
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     try:
         _hasher.verify(stored, password)
@@ -124,17 +180,59 @@ def sign_in(login: str, password: str, ttl_seconds: int) -> SessionView:
         raise errors.Unauthenticated("Unauthorized")
     if _hasher.check_needs_rehash(stored):
         User.update(password_hash=_hasher.hash(password)).where(User.id == user.id).execute()
-    return _start_session(user, ttl_seconds)
+    return user
 
 
-def sign_in_guest(full_name: str, ttl_seconds: int) -> SessionView:
-    """A temporary `is_guest` user and its session, for people joining by link."""
+def sign_in(
+    login: str,
+    password: str,
+    ttl_seconds: int,
+    *,
+    email: str = "",
+    application_id: int | None = None,
+) -> SessionView:
+    """A session for a login (or email) and password; Unauthenticated if they do not match."""
+    user = verified_user(login, email, password)
+    return _start_session(user, ttl_seconds, application_id)
+
+
+def sign_in_verified(user_id: int, ttl_seconds: int, application_id: int | None) -> SessionView:
+    """A session for a user whose credentials were just verified (verified_user)."""
+    return _start_session(User.get_by_id(user_id), ttl_seconds, application_id)
+
+
+def log_in(session: SessionRef, user_id: int) -> None:
+    """Gives the session (an application's, or another user's) a user whose credentials were
+    just verified."""
+    now = clock.now()
+    with db.atomic():
+        Session.update(user=user_id, updated_at=now).where(
+            Session.id == session.session_id
+        ).execute()
+        User.update(last_request_at=now).where(User.id == user_id).execute()
+
+
+def log_out(session: SessionRef) -> None:
+    """The session goes back to being the application's (the token stays valid)."""
+    Session.update(user=None, updated_at=clock.now()).where(
+        Session.id == session.session_id
+    ).execute()
+
+
+def guest_name(full_name: str) -> str:
+    """A guest's full name, cleaned; InvalidFields if it will not do."""
     text.require(full_name=full_name)
     full_name = full_name.strip()
     if not full_name or len(full_name) > FULL_NAME_MAX:
         raise errors.InvalidFields(
             {"full_name": [f"is required for a guest, at most {FULL_NAME_MAX} characters"]}
         )
+    return full_name
+
+
+def sign_in_guest(full_name: str, ttl_seconds: int) -> SessionView:
+    """A temporary `is_guest` user and its session, for people joining by link."""
+    full_name = guest_name(full_name)
     now = clock.now()
     with db.atomic():
         user = User.create(
@@ -157,33 +255,50 @@ def issue_token(login: str, ttl_seconds: int) -> SessionView:
     return _start_session(user, ttl_seconds)
 
 
-def authenticate(token: str | None) -> Caller:
-    """The caller for a session token; Unauthenticated if missing, unknown or expired."""
+NEED_USER = "Forbidden. Need user."
+
+
+def authenticate_session(token: str | None) -> SessionRef:
+    """The live session of a token; Unauthenticated if missing, unknown or expired."""
     if not token or len(token) > 512:
         raise errors.Unauthenticated()
     row = session_rows.by_token_hash(token_hash(token), clock.now())
     if row is None:
         raise errors.Unauthenticated()
-    session_id, expires_at, user_id, login, email, is_guest = row
-    return Caller(
-        user_id=int(user_id),
-        login=login,
-        email=email,
-        is_guest=bool(is_guest),
-        session_id=session_id,
-        expires_at=expires_at,
-    )
+    session_id, expires_at, application_id, user_id, login, email, is_guest = row
+    user = None
+    if user_id is not None:
+        user = Caller(int(user_id), login, email, bool(is_guest), session_id, expires_at)
+    return SessionRef(session_id, expires_at, application_id, user)
 
 
-def get_session(caller: Caller) -> SessionView:
-    session = Session.get_by_id(caller.session_id)
+def authenticate(token: str | None) -> Caller:
+    """The signed-in user of a token; Unauthenticated as above, and the hosted API's 403 for
+    an application session."""
+    session = authenticate_session(token)
+    if session.user is None:
+        raise errors.PermissionDenied(NEED_USER)
+    return session.user
+
+
+def get_session(session: SessionRef, token: str) -> SessionView:
+    """The session as GET /session shows it, with the caller's own token (only its hash is
+    stored: the token is the one the request carried)."""
+    row = Session.get_by_id(session.session_id)
+    user_id = 0 if session.user is None else session.user.user_id
     return SessionView(
-        session.id, "", caller.user_id, session.created_at, session.updated_at, session.expires_at
+        row.id,
+        token,
+        user_id,
+        row.created_at,
+        row.updated_at,
+        row.expires_at,
+        row.application_id,
     )
 
 
-def sign_out(caller: Caller) -> None:
-    Session.delete().where(Session.id == caller.session_id).execute()
+def sign_out(session: SessionRef) -> None:
+    Session.delete().where(Session.id == session.session_id).execute()
 
 
 def caller_for_user(user_id: int) -> Caller:

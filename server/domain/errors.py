@@ -31,6 +31,16 @@ class NotFound(DomainError):
         super().__init__(message)
 
 
+class TooManyRequests(DomainError):
+    """A rate limit was reached (REST: 429 with Retry-After)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"Too many requests, try again in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
 class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 

@@ -204,6 +204,37 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             FOR EACH ROW EXECUTE FUNCTION notify_recording_event();
         """,
     ),
+    (
+        4,
+        "the application, application sessions, sign-in by email, rate limit counters",
+        """
+        -- The one application this service serves: what the SDKs send to create a session.
+        CREATE TABLE applications (
+            id integer PRIMARY KEY,
+            auth_key text NOT NULL,
+            auth_secret text NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL
+        );
+        -- Its first credentials, random (gen_random_uuid draws from a strong source: 122 bits).
+        INSERT INTO applications (id, auth_key, auth_secret, created_at, updated_at)
+        VALUES (1, replace(gen_random_uuid()::text, '-', ''),
+                replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), now(), now());
+        -- A session without a user is an application session (before sign-up or sign-in).
+        ALTER TABLE sessions ALTER COLUMN user_id DROP NOT NULL;
+        ALTER TABLE sessions ADD COLUMN application_id integer;
+        -- Sign-in by email needs one user per address (guests have none).
+        ALTER TABLE users ADD COLUMN external_id text;
+        DROP INDEX users_email_idx;
+        CREATE UNIQUE INDEX users_email_key ON users (lower(email)) WHERE email <> '';
+        -- Fixed-window counters of sign-in, sign-up and guest attempts, shared by replicas.
+        CREATE TABLE rate_limit_counters (
+            key text PRIMARY KEY,
+            window_start timestamptz NOT NULL,
+            hits integer NOT NULL
+        );
+        """,
+    ),
 ]
 
 

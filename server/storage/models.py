@@ -27,6 +27,7 @@ class User(BaseModel):
     phone = pw.TextField(null=True)
     website = pw.TextField(null=True)
     external_user_id = pw.BigIntegerField(null=True)
+    external_id = pw.TextField(null=True)
     facebook_id = pw.TextField(null=True)
     twitter_id = pw.TextField(null=True)
     custom_data = pw.TextField(null=True)
@@ -43,7 +44,9 @@ class User(BaseModel):
 
 class Session(BaseModel):
     id = pw.CharField(max_length=24, primary_key=True)
-    user = pw.ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+    # NULL: an application session (no user signed in yet).
+    user = pw.ForeignKeyField(User, column_name="user_id", on_delete="CASCADE", null=True)
+    application_id = pw.IntegerField(null=True)
     token_hash = pw.CharField(max_length=64, unique=True)
     created_at = DateTimeTZField()
     updated_at = DateTimeTZField()
@@ -51,6 +54,26 @@ class Session(BaseModel):
 
     class Meta:
         table_name = "sessions"
+
+
+class Application(BaseModel):
+    id = pw.IntegerField(primary_key=True)
+    auth_key = pw.TextField()
+    auth_secret = pw.TextField()
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "applications"
+
+
+class RateLimitCounter(BaseModel):
+    key = pw.TextField(primary_key=True)
+    window_start = DateTimeTZField()
+    hits = pw.IntegerField()
+
+    class Meta:
+        table_name = "rate_limit_counters"
 
 
 class Meeting(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2, struct_pb2
 
-from meetings.v1 import admin_pb2, meetings_pb2, recordings_pb2, sessions_pb2
+from meetings.v1 import admin_pb2, meetings_pb2, recordings_pb2, sessions_pb2, users_pb2
 from server.domain import (
     admin_panel,
     auth,
@@ -19,6 +19,7 @@ from server.domain import (
     meeting_values,
     recording_webhooks,
     recordings,
+    users,
     webhook_settings,
 )
 from server.domain.meeting_values import (
@@ -99,12 +100,14 @@ def patch_from_input(
     )
 
 
-def _nullable(value: dict[str, Any] | str | None) -> struct_pb2.Value:
+def _nullable(value: dict[str, Any] | str | int | None) -> struct_pb2.Value:
     result = struct_pb2.Value()
     if value is None:
         result.null_value = struct_pb2.NULL_VALUE
     elif isinstance(value, str):
         result.string_value = value
+    elif isinstance(value, int):
+        result.number_value = value
     else:
         result.struct_value.update(value)
     return result
@@ -186,15 +189,132 @@ def page_to_pb(page: Page[MeetingView]) -> meetings_pb2.MeetingPage:
     )
 
 
-def session_to_pb(session: auth.SessionView) -> sessions_pb2.SessionResponse:
+def session_to_pb(
+    session: auth.SessionView, user: users.UserView | None = None
+) -> sessions_pb2.SessionResponse:
     message = sessions_pb2.Session(
         token=session.token,
         user_id=session.user_id,
         created_at=clock.iso_ms(session.created_at),
         updated_at=clock.iso_ms(session.updated_at),
+        application_id=session.application_id or 0,
+        ts=int(session.created_at.timestamp()),
     )
     setattr(message, "_id", session.id)  # noqa: B010
+    if user is not None:
+        message.user.CopyFrom(user_to_pb(user))
     return sessions_pb2.SessionResponse(session=message)
+
+
+def user_to_pb(user: users.UserView) -> users_pb2.User:
+    last = user.last_request_at
+    return users_pb2.User(
+        id=user.id,
+        login=user.login,
+        email=_nullable(user.email),
+        full_name=user.full_name,
+        phone=_nullable(user.phone),
+        website=_nullable(user.website),
+        created_at=clock.iso_ms(user.created_at),
+        updated_at=clock.iso_ms(user.updated_at),
+        last_request_at=_nullable(clock.iso_ms(last) if last else None),
+        external_user_id=_nullable(user.external_user_id),
+        external_id=_nullable(user.external_id),
+        facebook_id=_nullable(user.facebook_id),
+        twitter_id=_nullable(user.twitter_id),
+        blob_id=_nullable(None),
+        custom_data=_nullable(user.custom_data),
+        avatar=_nullable(user.avatar),
+        user_tags=_nullable(user.user_tags),
+        timezone=_nullable(user.timezone),
+        is_guest=user.is_guest,
+    )
+
+
+def profile_input(input_message: users_pb2.UserInput) -> users.ProfileInput:
+    message: Any = input_message  # HasField by name, for fields listed elsewhere
+
+    def given(name: str) -> Any:
+        return getattr(message, name) if message.HasField(name) else None
+
+    texts = {
+        name: getattr(message, name) for name in users.PROFILE_LIMITS if message.HasField(name)
+    }
+    return users.ProfileInput(
+        login=given("login"),
+        email=given("email"),
+        password=given("password"),
+        old_password=given("old_password"),
+        full_name=given("full_name"),
+        timezone=given("timezone"),
+        external_user_id=given("external_user_id"),
+        texts=texts,
+    )
+
+
+_USER_TEXT_FILTERS = (
+    "login", "email", "full_name", "phone", "external_id", "facebook_id", "twitter_id",
+    "user_tags",
+)  # fmt: skip
+_USER_DATE_FILTERS = ("created_at", "updated_at", "last_request_at")
+
+
+def user_query(request: users_pb2.ListUsersRequest) -> users.UserQuery:
+    """The users/v2 request's conditions (every operator set), page and order."""
+    conditions: list[tuple[str, str, object]] = []
+    if request.id.eq:
+        conditions.append(("id", "eq", request.id.eq))
+    for op in ("in", "nin"):
+        if getattr(request.id, op):
+            conditions.append(("id", op, list(getattr(request.id, op))))
+    for name in _USER_TEXT_FILTERS:
+        text_filter = getattr(request, name)
+        for op in ("eq", "start_with"):
+            if getattr(text_filter, op):
+                conditions.append((name, op, getattr(text_filter, op)))
+        for op in ("in", "nin"):
+            if getattr(text_filter, op):
+                conditions.append((name, op, list(getattr(text_filter, op))))
+    for name in _USER_DATE_FILTERS:
+        for op in ("gt", "lt", "gte", "lte"):
+            if getattr(getattr(request, name), op):
+                conditions.append((name, op, _date(f"{name}[{op}]", getattr(request, name), op)))
+    return users.UserQuery(tuple(conditions), *_user_page(request))
+
+
+def _date(label: str, date_filter: users_pb2.DateFilter, op: str) -> datetime:
+    raw = getattr(date_filter, op).strip()
+    try:
+        if raw.isdigit():
+            return datetime.fromtimestamp(int(raw), UTC)
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        raise errors.InvalidFields({label: ["must be an ISO 8601 date or unix seconds"]}) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _user_page(request: users_pb2.ListUsersRequest) -> tuple[int, int, tuple[str, bool]]:
+    problems = errors.FieldErrors()
+    limit = request.limit or users.PAGE_MAX
+    if limit > users.PAGE_MAX:
+        problems.add("limit", f"must be at most {users.PAGE_MAX}")
+    if request.sort_asc and request.sort_desc:
+        problems.add("sort_desc", "cannot be used with sort_asc")
+    column = request.sort_desc or request.sort_asc or "id"
+    if column not in users.SORTABLE:
+        problems.add("sort_desc" if request.sort_desc else "sort_asc",
+                     f"must be one of {', '.join(users.SORTABLE)}")  # fmt: skip
+    problems.raise_if_any()
+    return limit, request.offset, (column, not request.sort_desc)
+
+
+def user_page_to_pb(page: Page[users.UserView]) -> users_pb2.UserPage:
+    return users_pb2.UserPage(
+        limit=page.limit,
+        skip=page.offset,
+        total_entries=page.total,
+        items=[user_to_pb(user) for user in page.items],
+    )
 
 
 def notification_to_pb(entry: outbox.Entry) -> meetings_pb2.Notification:

@@ -14,6 +14,7 @@ import contextvars
 import functools
 import json
 import logging
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC
@@ -27,7 +28,7 @@ from grpc_status import rpc_status
 from playhouse.pool import MaxConnectionsExceeded
 
 from server import logs
-from server.domain import auth, errors, service_keys
+from server.domain import applications, auth, errors, service_keys
 from server.storage.database import CONNECTION_ERRORS, db
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ extra_headers: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars
 )
 
 
-def _response_headers(request_id: str, caller: auth.Caller | None) -> tuple[tuple[str, str], ...]:
+def _response_headers(
+    request_id: str, caller: auth.Caller | auth.SessionRef | None
+) -> tuple[tuple[str, str], ...]:
     headers = [("x-request-id", request_id), *extra_headers.get()]
     if caller is not None:
         # The Flutter SDK reads this to renew its session in time.
@@ -68,6 +71,8 @@ def http_error(exc: errors.DomainError) -> tuple[int, dict[str, Any]]:
         return 422, {"errors": exc.fields}
     if isinstance(exc, errors.BadRequest):
         return 400, {"errors": [exc.message]}
+    if isinstance(exc, errors.TooManyRequests):
+        return 429, {"errors": {"base": [exc.message]}}
     if isinstance(exc, errors.Unavailable):
         return 503, {"errors": [exc.message]}
     if isinstance(exc, errors.Cancelled):
@@ -106,6 +111,8 @@ def _status(exc: BaseException, request_id: str) -> grpc.Status:
         ("cb-http-status", str(http_status)),
         ("cb-error-body", json.dumps(body, separators=(",", ":"))),
     )
+    if isinstance(domain, errors.TooManyRequests):
+        trailing = (*trailing, ("retry-after", str(domain.retry_after_seconds)))
     return _Status(converted.code, converted.details, trailing)
 
 
@@ -176,17 +183,41 @@ def _begin(context: grpc.ServicerContext) -> tuple[dict[str, str], str]:
     return metadata, request_id
 
 
-USER, MEDIA, ADMIN, NONE = "user", "media", "admin", "none"
+USER, SESSION, SIGN_UP, MEDIA, ADMIN, NONE = "user", "session", "sign-up", "media", "admin", "none"
 # Where each kind of credential arrives (gRPC metadata; REST headers arrive lower-cased).
 _CREDENTIAL_HEADERS = {MEDIA: "cb-service-key", ADMIN: "cb-administration-api-key"}
 
+Caller = auth.Caller | auth.SessionRef | None
 
-def _authenticate(credential: str, metadata: dict[str, str]) -> auth.Caller | None:
+
+def _authenticate(credential: str, metadata: dict[str, str]) -> Caller:
     if credential == USER:
         return auth.authenticate(metadata.get("cb-token"))
+    if credential == SESSION or (credential == SIGN_UP and "cb-token" in metadata):
+        return auth.authenticate_session(metadata.get("cb-token"))
+    if credential == SIGN_UP:  # the JS SDK signs up with CB-AuthKey when it has no session
+        applications.check_key(metadata.get("cb-authkey", ""))
     if credential in _CREDENTIAL_HEADERS:
         service_keys.check(credential, metadata.get(_CREDENTIAL_HEADERS[credential]))
     return None
+
+
+def token(context: grpc.ServicerContext) -> str:
+    """The session token the call carried."""
+    return _metadata(context).get("cb-token", "")
+
+
+def client_address(context: grpc.ServicerContext) -> str:
+    """The address of the client: the last X-Forwarded-For entry (the one Envoy appended: what
+    clients send before it is not trusted), else the gRPC peer (a direct call)."""
+    forwarded = _metadata(context).get("x-forwarded-for", "")
+    if forwarded.strip():
+        return forwarded.split(",")[-1].strip()[:64]
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return urllib.parse.unquote(rest.rsplit(":", 1)[0]).strip("[]")
+    return peer[:64]
 
 
 def handler(
@@ -198,8 +229,10 @@ def handler(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a servicer method `(self, request, context, caller)`; see the module doc.
 
-    `credential`: "user" (cb-token; the default unless authenticated=False), "media"
-    (cb-service-key), "admin" (cb-administration-api-key) or "none". `stream`: the method
+    `credential`: "user" (cb-token of a signed-in user; the default unless
+    authenticated=False), "session" (any session's cb-token, an application's included: the
+    caller is an auth.SessionRef), "sign-up" (as "session", or the application's cb-authkey),
+    "media" (cb-service-key), "admin" (cb-administration-api-key) or "none". `stream`: the method
     returns an iterable, materialized in the connection before the first message. `live`: a
     long-lived stream; the method checks what it must (in the connection) and then returns an
     iterator, consumed outside it: only authentication holds a connection, errors it raises

@@ -219,9 +219,15 @@ def db_snapshot(db: Any) -> list[Any]:
     return rows
 
 
-def db_fingerprint(db: Any) -> list[Any]:
+# The one table a refusal may change: a failed sign-in (401) is counted (and a 429 is what the
+# counting is for). Every other refusal, bad input included, changes no row at all.
+ATTEMPT_COUNTERS = "rate_limit_counters"
+
+
+def db_fingerprint(db: Any, status: int = 400) -> list[Any]:
     """A digest of every table db_snapshot covers, computed in the database: a cheap equality
-    check for loops of thousands of requests whose tables keep growing."""
+    check for loops of thousands of requests whose tables keep growing. For a 401 or 429
+    (`status`), without the attempt counters."""
     tables = [
         row[0]
         for row in db.execute_sql(
@@ -230,6 +236,8 @@ def db_fingerprint(db: Any) -> list[Any]:
         ).fetchall()
     ]
     # Table names come from pg_tables, not from a request.
+    if status in (401, 429):
+        tables.remove(ATTEMPT_COUNTERS)
     digest = " UNION ALL ".join(
         f"SELECT '{table}', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"  # noqa: S608
         f" FROM {table} t"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from meetings.v1 import meetings_pb2
+from meetings.v1 import meetings_pb2, sessions_pb2, users_pb2
 from server import settings, supervisor
 from tests.gateway.conftest import ENVOY
 
@@ -100,3 +101,31 @@ def test_the_lua_filter_knows_the_protos_fields() -> None:
     operators = {f.name for f in meetings_pb2.NumberFilter.DESCRIPTOR.fields}
     assert operators == {f.name for f in meetings_pb2.TimeFilter.DESCRIPTOR.fields}
     assert _lua_set("OPERATORS") | {"in"} == operators
+
+
+def _fields(message: Any) -> set[str]:
+    return {f.name for f in message.DESCRIPTOR.fields}
+
+
+def test_the_lua_filter_knows_the_account_routes_fields() -> None:
+    """compat.lua's body keys and users/v2 filters must follow the session and user protos."""
+    assert _lua_set("SESSION_KEYS") == _fields(sessions_pb2.CreateSessionRequest)
+    assert _lua_set("SESSION_USER_KEYS") == _fields(sessions_pb2.SessionUser)
+    assert _lua_set("LOGIN_KEYS") == _fields(sessions_pb2.LoginRequest)
+    assert _lua_set("USER_INPUT_KEYS") == _fields(users_pb2.UserInput)
+    block = LUA[LUA.index("local USER_LIST = {") :]
+    filters = dict(re.findall(r"(\w+) = (ID|TEXT|DATE)_OPS", block[: block.index("plain =")]))
+    plain = set(re.findall(r"(\w+) = true", block[block.index("plain =") : block.index("}\n")]))
+    request = users_pb2.ListUsersRequest.DESCRIPTOR
+    assert set(filters) | plain == _fields(users_pb2.ListUsersRequest)
+    kinds: dict[str, Any] = {
+        "ID": users_pb2.IdFilter,
+        "TEXT": users_pb2.TextFilter,
+        "DATE": users_pb2.DateFilter,
+    }
+    for name, kind in filters.items():
+        assert request.fields_by_name[name].message_type == kinds[kind].DESCRIPTOR, name
+    for kind, message in kinds.items():
+        ops = re.search(rf"local {kind}_OPS = {{\s*ops = {{([^}}]*)}}", LUA)
+        assert ops, kind
+        assert set(re.findall(r"(\w+)\"?\]? = true", ops.group(1))) == _fields(message), kind

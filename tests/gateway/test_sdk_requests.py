@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from typing import Any
 
+from server.domain import applications, auth
 from tests.conftest import Account
 from tests.gateway.conftest import Gateway, create_meeting
 
@@ -92,18 +96,35 @@ def test_partial_updates_send_only_the_keys_given(
     assert quoted["name"] == 'a "quoted" {name}' and quoted["record"] is False
 
 
-def test_session_routes(gateway: Gateway, db: Any) -> None:
-    from server.domain import auth
+def _signed(app: applications.Credentials, user: dict[str, str]) -> dict[str, Any]:
+    """A session request as older SDKs (and the Flutter SDK) sign it: HMAC-SHA1 with the auth
+    secret over the sorted flat parameters, strings throughout."""
+    fields = {"application_id": str(app.id), "auth_key": app.auth_key, "nonce": "5",
+              "timestamp": str(int(time.time()))}  # fmt: skip
+    fields |= {f"user[{k}]": v for k, v in user.items()}
+    message = "&".join(f"{k}={fields[k]}" for k in sorted(fields))
+    signature = hmac.new(app.auth_secret.encode(), message.encode(), hashlib.sha1).hexdigest()
+    flat = {k: v for k, v in fields.items() if not k.startswith("user[")}
+    return flat | {"signature": signature} | ({"user": user} if user else {})
 
+
+def test_session_routes(gateway: Gateway, db: Any) -> None:
     auth.create_user("sam", "correct horse battery", "sam@example.com", "Sam")
+    app = applications.current()
     created = gateway.call(
         "POST", "/session.json",
-        json_body={"application_id": 1, "auth_key": "k", "nonce": 5, "timestamp": 9,
-                   "signature": "s", "user": {"login": "sam", "password": "correct horse battery"}},
+        json_body=_signed(app, {"login": "sam", "password": "correct horse battery"}),
     )  # fmt: skip
     assert created.status == 200
     session = created.json()["session"]
-    assert set(session) == {"_id", "token", "user_id", "created_at", "updated_at"}
+    assert set(session) == {
+        "_id", "token", "user_id", "created_at", "updated_at", "application_id", "ts", "user",
+    }  # fmt: skip
+    assert session["application_id"] == app.id and session["user"]["login"] == "sam"
+    tampered = _signed(app, {"login": "sam", "password": "correct horse battery"})
+    tampered["nonce"] = "6"
+    refused = gateway.call("POST", "/session.json", json_body=tampered)
+    assert (refused.status, refused.json()) == (422, {"errors": {"base": ["Unexpected signature"]}})
     token = session["token"]
 
     current = gateway.call("GET", "/session", token=token).json()["session"]
@@ -152,3 +173,37 @@ def test_cors_preflight_for_browser_apps(gateway: Gateway) -> None:
     assert listed.status == 401
     assert listed.header("access-control-allow-origin") == "https://app.example.com"
     assert "cb-token-expirationdate" in (listed.header("access-control-expose-headers") or "")
+
+
+def test_flutter_sdk_shaped_flow(gateway: Gateway, db: Any) -> None:
+    """As connectycube_sdk (Dart) sends them: its two headers on every call, a signed
+    application session, sign-up, then POST /login with the flat keys of its SignInQuery, and
+    GET parameters it writes unsorted with Uri.encodeComponent."""
+    app = applications.current()
+    flutter = {"ConnectyCube-REST-API-Version": "0.1.1", "CB-SDK": "Flutter 2.13.0"}
+    session = gateway.call("POST", "/session.json", headers=flutter, json_body=_signed(app, {}))
+    assert session.status == 200, session.body
+    token = session.json()["session"]["token"]
+    assert session.json()["session"]["user_id"] == 0
+    signed_up = gateway.call(
+        "POST", "/users.json", token=token, headers=flutter,
+        json_body={"user": {"login": "flo", "password": "correct horse battery",
+                            "full_name": "Flo Rida", "email": "flo@example.com"}},
+    )  # fmt: skip
+    assert signed_up.status == 200, signed_up.body
+    user_id = signed_up.json()["user"]["id"]
+    flat = {"login": "flo", "password": "correct horse battery"}
+    logged = gateway.call("POST", "/login.json", token=token, headers=flutter, json_body=flat)
+    assert logged.json()["user"]["id"] == user_id
+    # The Flutter SDK reads this to renew its session in time.
+    assert (logged.header("cb-token-expirationdate") or "").endswith(" UTC")
+    found = gateway.call("GET", f"/users/v2.json?login=flo&limit=10&id={user_id}", token=token,
+                         headers=flutter).json()  # fmt: skip
+    assert [u["id"] for u in found["items"]] == [user_id]
+    meeting = gateway.call("POST", "/meetings.json", token=token, headers=flutter, json_body={
+        "name": "Flutter sync", "start_date": 1613729948, "end_date": 1613731012})  # fmt: skip
+    assert meeting.status == 200 and meeting.json()["host_id"] == user_id
+    logged_out = gateway.call("DELETE", "/login.json", token=token, headers=flutter)
+    assert logged_out.status == 200
+    after = gateway.call("GET", "/meetings.json", token=token, headers=flutter)
+    assert (after.status, after.json()) == (403, {"errors": {"base": ["Forbidden. Need user."]}})
