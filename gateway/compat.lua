@@ -57,6 +57,23 @@ local USER_LIST = {
   },
   plain = { limit = true, offset = true, sort_asc = true, sort_desc = true },
 }
+-- GET /chat/Dialog, /chat/Message, /chat/Message/unread (protos/meetings/v1/chat.proto).
+local DIALOG_LIST = {
+  filters = { _id = { ops = { eq = true, ["in"] = true }, list = "eq or in" } },
+  plain = { limit = true, skip = true },
+}
+local MESSAGE_LIST = {
+  filters = { date_sent = DATE_OPS },
+  plain = {
+    chat_dialog_id = true, limit = true, skip = true, sort_asc = true, sort_desc = true,
+    mark_as_read = true,
+  },
+}
+local UNREAD_LIST = { filters = {}, plain = { chat_dialog_ids = true } }
+local LISTS = {
+  ["/users/v2"] = USER_LIST, ["/chat/Dialog"] = DIALOG_LIST, ["/chat/Message"] = MESSAGE_LIST,
+  ["/chat/Message/unread"] = UNREAD_LIST,
+}
 -- The query parameters of the admin panel's searches (SearchMeetingsRequest and
 -- ListWebhookDeliveriesRequest in protos/meetings/v1/admin.proto; a test keeps these in sync).
 local ADMIN_SEARCH_PARAMS = {
@@ -79,11 +96,20 @@ local USER_INPUT_KEYS = {
   avatar = true, facebook_id = true, twitter_id = true, external_id = true,
   external_user_id = true,
 }
+local MESSAGE_KEYS = {
+  chat_dialog_id = true, message = true, attachments = true, send_to_chat = true,
+  markable = true, recipient_id = true,
+}
+local MESSAGE_UPDATE_KEYS = {
+  chat_dialog_id = true, read = true, delivered = true, message = true,
+}
 local ACCOUNT_BODIES = {
   ["POST /session"] = { top = SESSION_KEYS, user = SESSION_USER_KEYS },
   ["POST /login"] = { top = LOGIN_KEYS },
   ["POST /users"] = { top = { user = true }, user = USER_INPUT_KEYS },
   ["PUT /users/{id}"] = { top = { user = true }, user = USER_INPUT_KEYS },
+  ["POST /chat/Message"] = { top = MESSAGE_KEYS },
+  ["PUT /chat/Message/{ids}"] = { top = MESSAGE_UPDATE_KEYS },
 }
 
 -- Longest URL accepted (RFC 9110 asks for at least 8000 octets); longer ones get a JSON 414.
@@ -407,11 +433,12 @@ function envoy_on_request(handle)
     method = "GET"
   end
   local is_list = method == "GET" and (path == "/meetings" or path == "/v2/meetings")
-  local is_user_list = method == "GET" and path == "/users/v2"
+  local other_list = method == "GET" and LISTS[path]
   local one_meeting = path:match("^/meetings/([^/]+)$")
   local creating = method == "POST" and (path == "/meetings" or path == "/admin/meetings")
   local updating = method == "PUT" and one_meeting ~= nil
-  local route = path:find("^/users/%d+$") and "/users/{id}" or path
+  local route = path:find("^/users/%d+$") and "/users/{id}"
+    or path:find("^/chat/Message/[^/]+$") and "/chat/Message/{ids}" or path
   local account = ACCOUNT_BODIES[method .. " " .. route]
 
   if method == "GET" or creating or updating or account then
@@ -456,8 +483,8 @@ function envoy_on_request(handle)
       params = {}
     end
     params, problems = list_params(params, MEETING_LIST)
-  elseif is_user_list then
-    params, problems = list_params(params, USER_LIST)
+  elseif other_list then
+    params, problems = list_params(params, other_list)
   elseif path == "/meetings" or path == "/session" or one_meeting or path:find("^/admin/") then
     local allowed = {}
     if updating then

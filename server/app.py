@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection
 from meetings.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    chat_pb2,
+    chat_pb2_grpc,
     meetings_pb2,
     meetings_pb2_grpc,
     recordings_pb2,
@@ -36,6 +38,7 @@ from server.storage import database, embedded_db, migrations
 from server.storage.recording_files import FilesystemStorage
 from server.transport import (
     admin_service,
+    chat_service,
     meeting_service,
     recording_service,
     rpc,
@@ -50,6 +53,7 @@ SERVICE_NAMES = [
     meetings_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name,
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     recordings_pb2.DESCRIPTOR.services_by_name["RecordingService"].full_name,
     recordings_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
@@ -81,6 +85,9 @@ class Service:
         )
         users_pb2_grpc.add_UserServiceServicer_to_server(
             user_service.UserService(settings), rpc.tolerant(self.server)
+        )
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(
+            chat_service.ChatService(), rpc.tolerant(self.server)
         )
         storage = FilesystemStorage(settings.recordings_path)
         links = download_links(settings)

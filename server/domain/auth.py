@@ -10,9 +10,12 @@ give anyone a session. Passwords are hashed with Argon2id.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import secrets
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +28,37 @@ from server.storage.database import db
 from server.storage.models import Session, User
 
 _hasher = argon2.PasswordHasher()
+# Argon2 takes ~50 ms of a core per hash (it releases the GIL). A burst of sign-ins used to
+# take every RPC worker thread, health checks queued behind them past their 1 s timeout, and
+# Envoy took the replica out: 503s for everyone (helper-1 measured 3 failed checks of 8 with
+# 20-29 sign-ins at once). So at most a core's worth hash at once, a sign-in waits for a slot
+# at most HASH_WAIT_SECONDS (well under the health check's timeout), and past that it gets a
+# 429: try again in a second.
+HASH_SLOTS = max(2, os.cpu_count() or 2)
+HASH_WAIT_SECONDS = 0.5
+_hash_slots = threading.BoundedSemaphore(HASH_SLOTS)
+
+
+@contextlib.contextmanager
+def _hash_slot() -> Iterator[None]:
+    if not _hash_slots.acquire(timeout=HASH_WAIT_SECONDS):
+        raise errors.TooManyRequests(1)
+    try:
+        yield
+    finally:
+        _hash_slots.release()
+
+
+def _hash(password: str) -> str:
+    with _hash_slot():
+        return _hasher.hash(password)
+
+
+def _verify(stored: str, password: str) -> None:
+    with _hash_slot():
+        _hasher.verify(stored, password)
+
+
 # Verified against when the login does not exist, so that a wrong login costs as much time
 # as a wrong password and response times do not reveal which logins exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
@@ -95,7 +129,7 @@ def create_user(
                 login=login,
                 email=email,
                 full_name=full_name.strip(),
-                password_hash=_hasher.hash(password),
+                password_hash=_hash(password),
                 created_at=now,
                 updated_at=now,
                 **(profile or {}),
@@ -123,7 +157,7 @@ def taken(exc: peewee.IntegrityError) -> errors.InvalidFields:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hash(password)
 
 
 def check_credentials(login: str, password: str | None, email: str) -> None:
@@ -173,13 +207,13 @@ def verified_user(login: str, email: str, password: str) -> User:
         )
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     try:
-        _hasher.verify(stored, password)
+        _verify(stored, password)
     except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
         raise errors.Unauthenticated("Unauthorized") from None
     if user is None or not user.password_hash:
         raise errors.Unauthenticated("Unauthorized")
     if _hasher.check_needs_rehash(stored):
-        User.update(password_hash=_hasher.hash(password)).where(User.id == user.id).execute()
+        User.update(password_hash=_hash(password)).where(User.id == user.id).execute()
     return user
 
 

@@ -19,15 +19,12 @@ def create(
 
 
 def sync(dialog_id: str, name: str, occupant_ids: Iterable[int]) -> None:
-    """Make the dialog's name and occupants match the meeting's host and attendees."""
+    """Make the dialog's name and occupants match the meeting's host and attendees (people who
+    joined a public meeting's dialog stay)."""
     wanted = set(occupant_ids)
-    current = {
-        row.user_id
-        for row in ChatDialogOccupant.select(ChatDialogOccupant.user_id).where(
-            ChatDialogOccupant.dialog == dialog_id
-        )
-    }
-    gone = current - wanted
+    rows = ChatDialogOccupant.select().where(ChatDialogOccupant.dialog == dialog_id)
+    current = {row.user_id for row in rows}
+    gone = {row.user_id for row in rows if not row.joined} - wanted
     if gone:
         ChatDialogOccupant.delete().where(
             ChatDialogOccupant.dialog == dialog_id, ChatDialogOccupant.user_id.in_(sorted(gone))

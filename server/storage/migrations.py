@@ -235,6 +235,31 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        5,
+        "chat messages, occupants who joined a public meeting's dialog",
+        """
+        -- Occupants who subscribed to a public meeting's dialog, not its attendees: the
+        -- meeting's changes leave them in.
+        ALTER TABLE chat_dialog_occupants ADD COLUMN joined boolean NOT NULL DEFAULT false;
+        CREATE INDEX chat_dialog_occupants_user_idx ON chat_dialog_occupants (user_id);
+
+        CREATE TABLE chat_messages (
+            id varchar(24) PRIMARY KEY,
+            dialog_id varchar(24) NOT NULL REFERENCES chat_dialogs (id) ON DELETE CASCADE,
+            sender_id integer NOT NULL,
+            message text NOT NULL,
+            attachments jsonb NOT NULL DEFAULT '[]',
+            date_sent bigint NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            read_ids integer[] NOT NULL DEFAULT '{}',
+            delivered_ids integer[] NOT NULL DEFAULT '{}'
+        );
+        -- History in order, and the last message of a dialog.
+        CREATE INDEX chat_messages_dialog_idx ON chat_messages (dialog_id, date_sent, id);
+        """,
+    ),
 ]
 
 

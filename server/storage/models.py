@@ -121,6 +121,7 @@ class MeetingAttendee(BaseModel):
 class ChatDialog(BaseModel):
     id = pw.CharField(max_length=24, primary_key=True)
     meeting = pw.ForeignKeyField(Meeting, column_name="meeting_id", on_delete="CASCADE")
+    meeting_id: str  # Peewee's accessor of the key, without loading the meeting
     name = pw.TextField()
     created_at = DateTimeTZField()
     updated_at = DateTimeTZField()
@@ -132,10 +133,29 @@ class ChatDialog(BaseModel):
 class ChatDialogOccupant(BaseModel):
     dialog = pw.ForeignKeyField(ChatDialog, column_name="dialog_id", on_delete="CASCADE")
     user_id = pw.IntegerField()
+    # True: subscribed to a public meeting's dialog (not an attendee).
+    joined = pw.BooleanField(default=False)
 
     class Meta:
         table_name = "chat_dialog_occupants"
         primary_key = pw.CompositeKey("dialog", "user_id")
+
+
+class ChatMessage(BaseModel):
+    id = pw.CharField(max_length=24, primary_key=True)
+    dialog = pw.ForeignKeyField(ChatDialog, column_name="dialog_id", on_delete="CASCADE")
+    dialog_id: str  # Peewee's accessor of the key
+    sender_id = pw.IntegerField()
+    message = pw.TextField()
+    attachments = BinaryJSONField(default=list)
+    date_sent = pw.BigIntegerField()
+    created_at = DateTimeTZField()
+    updated_at = DateTimeTZField()
+    read_ids = ArrayField(pw.IntegerField, default=list)
+    delivered_ids = ArrayField(pw.IntegerField, default=list)
+
+    class Meta:
+        table_name = "chat_messages"
 
 
 class RecordingEvent(BaseModel):

@@ -8,10 +8,11 @@ from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2, struct_pb2
 
-from meetings.v1 import admin_pb2, meetings_pb2, recordings_pb2, sessions_pb2, users_pb2
+from meetings.v1 import admin_pb2, chat_pb2, meetings_pb2, recordings_pb2, sessions_pb2, users_pb2
 from server.domain import (
     admin_panel,
     auth,
+    chat_messages,
     clock,
     errors,
     meeting_filters,
@@ -458,4 +459,92 @@ def upload_metadata(meta: recordings_pb2.RecordingMetadata) -> recordings.Upload
         content_type=meta.content_type,
         sha256=meta.sha256,
         size=meta.size,
+    )
+
+
+def dialog_to_pb(dialog: chat_messages.DialogView) -> chat_pb2.Dialog:
+    last = dialog.last_message
+    message = chat_pb2.Dialog(
+        type=2,
+        name=dialog.name,
+        user_id=dialog.host_id,
+        occupants_ids=dialog.occupant_ids,
+        admins_ids=[dialog.host_id],
+        created_at=clock.iso_ms(dialog.created_at),
+        updated_at=clock.iso_ms(dialog.updated_at),
+        last_message=_nullable(None if last is None else last.message),
+        last_message_id=_nullable(None if last is None else last.id),
+        last_message_user_id=_nullable(None if last is None else last.sender_id),
+        last_message_date_sent=_nullable(None if last is None else last.date_sent),
+        unread_messages_count=dialog.unread,
+        photo=_nullable(None),
+        description=_nullable(None),
+        xmpp_room_jid=_nullable(None),
+        extensions=_nullable(None),
+        permissions=_nullable(None),
+        meeting_id=dialog.meeting_id,
+    )
+    setattr(message, "_id", dialog.id)  # noqa: B010
+    return message
+
+
+def dialog_page_to_pb(page: Page[chat_messages.DialogView]) -> chat_pb2.DialogPage:
+    return chat_pb2.DialogPage(
+        total_entries=page.total,
+        skip=page.offset,
+        limit=page.limit,
+        items=[dialog_to_pb(d) for d in page.items],
+    )
+
+
+def chat_message_to_pb(view: chat_messages.MessageView) -> chat_pb2.Message:
+    message = chat_pb2.Message(
+        chat_dialog_id=view.dialog_id,
+        message=view.message,
+        sender_id=view.sender_id,
+        date_sent=view.date_sent,
+        created_at=clock.iso_ms(view.created_at),
+        updated_at=clock.iso_ms(view.updated_at),
+        read_ids=view.read_ids,
+        delivered_ids=view.delivered_ids,
+        attachments=[
+            chat_pb2.Attachment(type=a.type, id=a.id, url=a.url) for a in view.attachments
+        ],
+        read=int(view.read_by_caller),
+    )
+    setattr(message, "_id", view.id)  # noqa: B010
+    return message
+
+
+def attachments(request: chat_pb2.CreateMessageRequest) -> list[chat_messages.Attachment]:
+    return [chat_messages.Attachment(a.type, a.id, a.url) for a in request.attachments]
+
+
+def history_query(request: chat_pb2.ListMessagesRequest) -> chat_messages.HistoryQuery:
+    problems = errors.FieldErrors()
+    for name in ("sort_asc", "sort_desc"):
+        if getattr(request, name) not in ("", "date_sent"):
+            problems.add(name, "must be date_sent")
+    problems.raise_if_any()
+    date_sent = {
+        op: getattr(request.date_sent, op)
+        for op in ("gt", "lt", "gte", "lte")
+        if getattr(request.date_sent, op)  # 0: not given (no message is that old)
+    }
+    mark = not request.HasField("mark_as_read") or request.mark_as_read != 0
+    return chat_messages.HistoryQuery(
+        dialog_id=request.chat_dialog_id,
+        date_sent=date_sent,
+        limit=request.limit or chat_messages.PAGE_MAX,
+        skip=request.skip,
+        newest_first=bool(request.sort_desc),
+        mark_read=mark,
+    )
+
+
+def deletion_to_pb(deletion: chat_messages.Deletion) -> chat_pb2.DeleteMessagesResponse:
+    return chat_pb2.DeleteMessagesResponse(
+        SuccessfullyDeleted=chat_pb2.MessageIds(ids=deletion.deleted),
+        NotFound=chat_pb2.MessageIds(ids=deletion.not_found),
+        WrongPermissions=chat_pb2.MessageIds(ids=deletion.wrong_permissions),
     )

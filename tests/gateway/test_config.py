@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from meetings.v1 import meetings_pb2, sessions_pb2, users_pb2
+from meetings.v1 import chat_pb2, meetings_pb2, sessions_pb2, users_pb2
 from server import settings, supervisor
 from tests.gateway.conftest import ENVOY
 
@@ -129,3 +129,31 @@ def test_the_lua_filter_knows_the_account_routes_fields() -> None:
         ops = re.search(rf"local {kind}_OPS = {{\s*ops = {{([^}}]*)}}", LUA)
         assert ops, kind
         assert set(re.findall(r"(\w+)\"?\]? = true", ops.group(1))) == _fields(message), kind
+
+
+def _lua_table_keys(name: str) -> set[str]:
+    """The keys of a (possibly nested) Lua table literal `local NAME = {...}` of compat.lua."""
+    start = LUA.index(f"local {name} = {{")
+    depth, end = 0, start
+    for end in range(LUA.index("{", start), len(LUA)):
+        depth += {"{": 1, "}": -1}.get(LUA[end], 0)
+        if depth == 0:
+            break
+    body = LUA[start:end]
+    return set(re.findall(r"(?:^|[{,\s])(\w+) = ", body)) - {
+        name,
+        "filters",
+        "plain",
+        "ops",
+        "list",
+    }
+
+
+def test_the_lua_filter_knows_the_chat_routes_fields() -> None:
+    assert _lua_set("MESSAGE_KEYS") == _fields(chat_pb2.CreateMessageRequest)
+    assert _lua_set("MESSAGE_UPDATE_KEYS") == _fields(chat_pb2.UpdateMessagesRequest) - {"ids"}
+    message_list = _lua_table_keys("MESSAGE_LIST") - {"gt", "lt", "gte", "lte", "DATE_OPS"}
+    assert message_list == _fields(chat_pb2.ListMessagesRequest)
+    dialog_list = _lua_table_keys("DIALOG_LIST") - {"eq"}
+    assert dialog_list == _fields(chat_pb2.ListDialogsRequest)
+    assert _lua_table_keys("UNREAD_LIST") == _fields(chat_pb2.CountUnreadRequest)

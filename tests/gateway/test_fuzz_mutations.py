@@ -80,6 +80,17 @@ ROUTES = [
     Request("PUT", "/users/999999", b'{"user": {"full_name": "New", "website": "w.example"}}',
             JSON),
     Request("DELETE", "/users/999999"),
+    Request("GET", f"/chat/Dialog.json?_id={NO_SUCH_ID}&limit=5&skip=0"),
+    Request("GET", f"/chat/Dialog?_id[in]={NO_SUCH_ID},{NO_SUCH_ID}"),
+    Request("POST", f"/chat/Dialog/{NO_SUCH_ID}/subscribe"),
+    Request("GET", f"/chat/Message?chat_dialog_id={NO_SUCH_ID}&date_sent[lt]=1893456000&limit=5"
+            "&sort_desc=date_sent&mark_as_read=0"),
+    Request("POST", "/chat/Message.json", b'{"chat_dialog_id": "' + NO_SUCH_ID.encode()
+            + b'", "message": "hi", "attachments": [{"type": "image", "id": "1"}]}', JSON),
+    Request("PUT", f"/chat/Message/{NO_SUCH_ID}", b'{"chat_dialog_id": "' + NO_SUCH_ID.encode()
+            + b'", "read": 1}', JSON),
+    Request("DELETE", f"/chat/Message/{NO_SUCH_ID},{NO_SUCH_ID}?force=1"),
+    Request("GET", f"/chat/Message/unread.json?chat_dialog_ids={NO_SUCH_ID},{NO_SUCH_ID}"),
     Request("POST", "/admin/meetings", b'{"user_id": 1, "name": "A", "start_date": 1, '
             b'"end_date": 2}', JSON, who="admin"),
     Request("GET", "/admin/meetings?name=sync&host=host&start_from=1&limit=5", who="admin"),

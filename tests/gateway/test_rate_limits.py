@@ -4,6 +4,7 @@ database here, behind the real Envoy)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -122,3 +123,21 @@ def test_rate_limit_settings_are_read_and_checked() -> None:
     assert settings.rate_sign_in_per_address == (100, 30)
     with pytest.raises(ValueError, match="RATE_GUEST_PER_ADDRESS must be ATTEMPTS/SECONDS"):
         Settings.from_env({"RATE_GUEST_PER_ADDRESS": "lots"})
+
+
+def test_a_burst_of_sign_ins_gets_answers_not_an_outage(gateway: Gateway, db: Any) -> None:
+    """25 sign-ins at once (under the per-address limit): each is answered 200, or 429 when it
+    waited too long for a hashing slot; none gets a 5xx (before the slots, the hashes took every
+    worker, health checks timed out and Envoy took the only replica out)."""
+    for i in range(25):
+        auth.create_user(f"burst{i}", PASSWORD)
+
+    def sign_in(i: int) -> int:
+        return int(_sign_in(gateway, f"burst{i}", PASSWORD).status)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=25) as pool:
+        statuses = list(pool.map(sign_in, range(25)))
+    print(f"\n25 sign-ins at once: {statuses.count(200)} x 200, {statuses.count(429)} x 429")
+    assert set(statuses) <= {200, 429} and 200 in statuses, statuses
+    after = [_sign_in(gateway, f"burst{i}", PASSWORD).status for i in range(3)]
+    assert after == [200, 200, 200]  # the replica stayed in
