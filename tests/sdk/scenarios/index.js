@@ -3,7 +3,8 @@
 // gets (CB, args, step): the SDK object, the test's JSON arguments, and `step(name, data)`,
 // which hands control to the Python test (to look at or change the database) and resolves
 // with its reply. It returns every value the test asserts on, as plain JSON.
+import chat from './chat.js';
 import meetings from './meetings.js';
 import sessions from './sessions.js';
 
-export const scenarios = { ...meetings, ...sessions };
+export const scenarios = { ...meetings, ...sessions, ...chat };
