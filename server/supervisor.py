@@ -312,6 +312,8 @@ def _announce(settings: Settings, gateway: GatewaySettings) -> None:
         f"  {env}.venv/bin/meetings-admin create-user alice --password 'a long secret'\n"
         f"  {env}.venv/bin/meetings-admin token alice\n"
         f'Then:  curl -H "CB-Token: <token>" {base}/meetings\n'
+        f"SDK apps: ConnectyCube.init({{appId, authKey}}, {{endpoints: {{api_url: '{base}'}}}})"
+        f" with the id and key of  {env}.venv/bin/meetings-admin app\n"
         "Ctrl-C stops everything.",
         flush=True,
     )

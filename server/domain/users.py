@@ -244,6 +244,9 @@ def _check_query(query: UserQuery) -> None:
         needed = f"at least one of {', '.join(STAND_ALONE)} with eq, in or start_with is needed"
         problems.add("base", needed)
     for col, op, value in query.conditions:
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                text.check(problems, f"{col}[{op}]", item)
         if op == "start_with" and len(str(value)) < START_WITH_MIN:
             problems.add(f"{col}[start_with]", f"must be at least {START_WITH_MIN} characters")
     problems.raise_if_any()
