@@ -111,6 +111,20 @@ def free_port(host: str) -> int:
         return port
 
 
+def check_port_free(host: str, port: int, setting: str) -> None:
+    """StartupError if something already listens on host:port (an old instance, another
+    stack): its readiness answers would pass for ours."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Envoy binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"{setting} {port} on {host} is in use by another process ({exc.strerror}):"
+                " stop it, or choose another port"
+            ) from None
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM if the supervisor dies without stopping us (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -184,6 +198,7 @@ def run(
     ports = _server_ports(settings, gateway.server_processes)
     settings = replace(settings, grpc_port=ports[0])
     gateway = _with_free_ports(gateway)
+    check_port_free(gateway.gateway_host, gateway.gateway_port, "GATEWAY_PORT")
     config = _write_envoy_config(settings, gateway, ports)
     validate_envoy_config(gateway.envoy_bin, config, gateway.envoy_config)
 

@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -167,4 +168,27 @@ def test_a_broken_envoy_config_stops_make_run_before_it_starts(tmp_path: Path) -
     assert result.stderr.startswith(f"cannot start: the Envoy configuration {broken} (rendered")
     assert "is not valid" in result.stderr
     assert re.search(r"no\s+such\s+field:\s+'codec'", result.stderr)  # Envoy's reason
+    assert not (tmp_path / "data" / "pg").exists()  # nothing was started
+
+
+def test_a_gateway_port_in_use_stops_make_run_before_it_starts(tmp_path: Path) -> None:
+    """An old instance (or another stack) on GATEWAY_PORT: a clear refusal, not two stacks
+    sharing the port (before, SO_REUSEPORT let the kernel split traffic between them)."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "server.supervisor"],
+            cwd=settings.REPO,
+            env=_environment(tmp_path / "data", GATEWAY_PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"cannot start: GATEWAY_PORT {port} on 127.0.0.1 is in use")
+    assert "Meetings REST API" not in result.stdout
     assert not (tmp_path / "data" / "pg").exists()  # nothing was started
