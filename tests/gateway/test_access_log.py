@@ -8,6 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
+
+from meetings.v1 import sessions_pb2, sessions_pb2_grpc
 from server import app
 from tests.gateway.conftest import start_envoy, stop_envoy
 
@@ -36,11 +40,19 @@ def test_the_access_log_keeps_no_query_strings(grpc_server: app.Service, tmp_pat
         ]
         for path in sent:
             assert gateway.call("GET", path).status in (401, 403, 422)
+        # A native gRPC call that fails: HTTP 200, and its gRPC status in the log.
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            stub = sessions_pb2_grpc.SessionServiceStub(channel)
+            with pytest.raises(grpc.RpcError):
+                stub.GetSession(sessions_pb2.GetSessionRequest(), timeout=10)
     finally:
         stop_envoy(envoy)
-    lines = _access_lines(tmp_path / "envoy.log", len(sent))
+    lines = _access_lines(tmp_path / "envoy.log", len(sent) + 1)
+    native = [line for line in lines if line["protocol"] == "HTTP/2"]
+    assert [line["grpc_status"] for line in native] == ["Unauthenticated"], native
     text = (tmp_path / "envoy.log").read_text(errors="replace")
     assert secret not in text and "signature=" not in text
     paths = [line["path"] for line in lines]
     assert "/recordings/0123456789abcdef01234567/download" in paths, paths
-    assert all(line["status"] in (401, 403, 422) for line in lines if line["path"] != "/session")
+    rest = [line for line in lines if line["protocol"] == "HTTP/1.1"]
+    assert sorted(line["status"] for line in rest) == [403, 422, 422], rest  # link, params
