@@ -166,27 +166,27 @@ def check_credentials(login: str, password: str | None, email: str) -> None:
 
 
 def _start_session(
-    user: User | None, ttl_seconds: int, application_id: int | None = None
+    user_id: int | None, ttl_seconds: int, application_id: int | None = None
 ) -> SessionView:
+    """A new session of the user (None: the application's alone) and its token."""
     token = secrets.token_urlsafe(32)
     now = clock.now()
     expires = now + timedelta(seconds=ttl_seconds)
     with db.atomic():
         session = Session.create(
             id=ids.new_id(),
-            user=None if user is None else user.id,
+            user=user_id,
             application_id=application_id,
             token_hash=token_hash(token),
             created_at=now,
             updated_at=now,
             expires_at=expires,
         )
-        if user is not None:
-            User.update(last_request_at=now).where(User.id == user.id).execute()
+        if user_id is not None:
+            User.update(last_request_at=now).where(User.id == user_id).execute()
         # Housekeeping: expired sessions are of no use to anyone.
         Session.delete().where(Session.expires_at < now - timedelta(days=1)).execute()
-    user_id = 0 if user is None else int(user.id)
-    return SessionView(session.id, token, user_id, now, now, expires, application_id)
+    return SessionView(session.id, token, user_id or 0, now, now, expires, application_id)
 
 
 def start_application_session(application_id: int, ttl_seconds: int) -> SessionView:
@@ -227,12 +227,12 @@ def sign_in(
 ) -> SessionView:
     """A session for a login (or email) and password; Unauthenticated if they do not match."""
     user = verified_user(login, email, password)
-    return _start_session(user, ttl_seconds, application_id)
+    return _start_session(int(user.id), ttl_seconds, application_id)
 
 
 def sign_in_verified(user_id: int, ttl_seconds: int, application_id: int | None) -> SessionView:
     """A session for a user whose credentials were just verified (verified_user)."""
-    return _start_session(User.get_by_id(user_id), ttl_seconds, application_id)
+    return _start_session(user_id, ttl_seconds, application_id)
 
 
 def log_in(session: SessionRef, user_id: int) -> None:
@@ -277,7 +277,7 @@ def sign_in_guest(full_name: str, ttl_seconds: int) -> SessionView:
             created_at=now,
             updated_at=now,
         )
-        return _start_session(user, ttl_seconds)
+        return _start_session(int(user.id), ttl_seconds)
 
 
 def issue_token(login: str, ttl_seconds: int) -> SessionView:
@@ -286,7 +286,7 @@ def issue_token(login: str, ttl_seconds: int) -> SessionView:
     user = User.get_or_none(peewee.fn.lower(User.login) == login.strip().lower())
     if user is None:
         raise errors.NotFound(f"no user with login {login!r}")
-    return _start_session(user, ttl_seconds)
+    return _start_session(int(user.id), ttl_seconds)
 
 
 NEED_USER = "Forbidden. Need user."

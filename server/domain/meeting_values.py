@@ -6,6 +6,7 @@ Plain frozen dataclasses and the field and operator names of the contract, with 
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -39,6 +40,9 @@ TIME_FIELDS = ("created_at", "updated_at")
 COMPARISONS = ("eq", "gt", "gte", "lt", "lte", "ne")
 SET_OPERATORS = ("in", "nin")
 OPERATORS = COMPARISONS + SET_OPERATORS
+# The ordering comparisons as Python operators (Peewee expressions overload them): the users/v2
+# and chat history filters build their conditions with these.
+ORDERINGS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 LIMIT_DEFAULT = 100
 
 FilterValue = float | datetime | bool | str | tuple[float, ...] | tuple[datetime, ...]

@@ -15,7 +15,7 @@ from typing import Any
 
 import peewee
 
-from server.domain import auth, clock, errors, text
+from server.domain import auth, clock, errors, meeting_values, text
 from server.domain.meeting_values import Page
 from server.storage.database import db
 from server.storage.models import User
@@ -217,10 +217,13 @@ class UserQuery:
 
 
 PRIMARY = ("eq", "in", "start_with")
-STAND_ALONE = (
-    "id", "login", "email", "full_name", "phone", "external_id", "facebook_id", "twitter_id",
+# users/v2 filters: text fields (eq, in, nin, start_with) and dates (gt, lt, gte, lte).
+TEXT_FILTERS = (
+    "login", "email", "full_name", "phone", "external_id", "facebook_id", "twitter_id",
     "user_tags",
 )  # fmt: skip
+DATE_FILTERS = ("created_at", "updated_at", "last_request_at")
+STAND_ALONE = ("id", *TEXT_FILTERS)
 SORTABLE = ("id", "login", "full_name", "created_at", "updated_at", "last_request_at")
 
 
@@ -279,8 +282,7 @@ def _condition(column: peewee.ColumnBase, col: str, op: str, value: Any) -> peew
         return column.not_in(value)
     if op == "start_with":
         return column.startswith(value)
-    comparisons = {"gt": operator.gt, "lt": operator.lt, "gte": operator.ge, "lte": operator.le}
-    compared: peewee.Expression = comparisons[op](column, value)
+    compared: peewee.Expression = meeting_values.ORDERINGS[op](column, value)
     return compared
 
 

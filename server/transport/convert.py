@@ -253,31 +253,24 @@ def profile_input(input_message: users_pb2.UserInput) -> users.ProfileInput:
     )
 
 
-_USER_TEXT_FILTERS = (
-    "login", "email", "full_name", "phone", "external_id", "facebook_id", "twitter_id",
-    "user_tags",
-)  # fmt: skip
-_USER_DATE_FILTERS = ("created_at", "updated_at", "last_request_at")
-
-
 def user_query(request: users_pb2.ListUsersRequest) -> users.UserQuery:
     """The users/v2 request's conditions (every operator set), page and order."""
     conditions: list[tuple[str, str, object]] = []
     if request.id.eq:
         conditions.append(("id", "eq", request.id.eq))
-    for op in ("in", "nin"):
+    for op in meeting_values.SET_OPERATORS:
         if getattr(request.id, op):
             conditions.append(("id", op, list(getattr(request.id, op))))
-    for name in _USER_TEXT_FILTERS:
+    for name in users.TEXT_FILTERS:
         text_filter = getattr(request, name)
         for op in ("eq", "start_with"):
             if getattr(text_filter, op):
                 conditions.append((name, op, getattr(text_filter, op)))
-        for op in ("in", "nin"):
+        for op in meeting_values.SET_OPERATORS:
             if getattr(text_filter, op):
                 conditions.append((name, op, list(getattr(text_filter, op))))
-    for name in _USER_DATE_FILTERS:
-        for op in ("gt", "lt", "gte", "lte"):
+    for name in users.DATE_FILTERS:
+        for op in meeting_values.ORDERINGS:
             if getattr(getattr(request, name), op):
                 conditions.append((name, op, _date(f"{name}[{op}]", getattr(request, name), op)))
     return users.UserQuery(tuple(conditions), *_user_page(request))
@@ -528,7 +521,7 @@ def history_query(request: chat_pb2.ListMessagesRequest) -> chat_messages.Histor
     problems.raise_if_any()
     date_sent = {
         op: getattr(request.date_sent, op)
-        for op in ("gt", "lt", "gte", "lte")
+        for op in meeting_values.ORDERINGS
         if getattr(request.date_sent, op)  # 0: not given (no message is that old)
     }
     mark = not request.HasField("mark_as_read") or request.mark_as_read != 0

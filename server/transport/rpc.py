@@ -48,9 +48,11 @@ extra_headers: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars
 )
 
 
-def _response_headers(
-    request_id: str, caller: auth.Caller | auth.SessionRef | None
-) -> tuple[tuple[str, str], ...]:
+# Who a call is from: a signed-in user, any session (an application's included), or no one.
+Caller = auth.Caller | auth.SessionRef | None
+
+
+def _response_headers(request_id: str, caller: Caller) -> tuple[tuple[str, str], ...]:
     headers = [("x-request-id", request_id), *extra_headers.get()]
     if caller is not None:
         # The Flutter SDK reads this to renew its session in time.
@@ -186,8 +188,6 @@ def _begin(context: grpc.ServicerContext) -> tuple[dict[str, str], str]:
 USER, SESSION, SIGN_UP, MEDIA, ADMIN, NONE = "user", "session", "sign-up", "media", "admin", "none"
 # Where each kind of credential arrives (gRPC metadata; REST headers arrive lower-cased).
 _CREDENTIAL_HEADERS = {MEDIA: "cb-service-key", ADMIN: "cb-administration-api-key"}
-
-Caller = auth.Caller | auth.SessionRef | None
 
 
 def _authenticate(credential: str, metadata: dict[str, str]) -> Caller:

@@ -152,18 +152,23 @@ def test_when_one_child_dies_everything_stops(data_dir: Path) -> None:
     assert "Envoy exited with status -9: stopping\n" in output
 
 
-def test_a_broken_envoy_config_stops_make_run_before_it_starts(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.yaml"
-    broken.write_text((settings.REPO / "envoy.yaml").read_text().replace("codec_type", "codec"))
-    result = subprocess.run(
+def _refused_start(data_dir: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`make run` that is expected to stop before it starts: its exit status and output."""
+    return subprocess.run(
         [sys.executable, "-m", "server.supervisor"],
         cwd=settings.REPO,
-        env=_environment(tmp_path / "data", ENVOY_CONFIG=str(broken)),
+        env=_environment(data_dir, **extra),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_a_broken_envoy_config_stops_make_run_before_it_starts(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((settings.REPO / "envoy.yaml").read_text().replace("codec_type", "codec"))
+    result = _refused_start(tmp_path / "data", ENVOY_CONFIG=str(broken))
     assert result.returncode == 1
     assert result.stderr.startswith(f"cannot start: the Envoy configuration {broken} (rendered")
     assert "is not valid" in result.stderr
@@ -179,15 +184,7 @@ def test_a_gateway_port_in_use_stops_make_run_before_it_starts(tmp_path: Path) -
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "server.supervisor"],
-            cwd=settings.REPO,
-            env=_environment(tmp_path / "data", GATEWAY_PORT=str(port)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = _refused_start(tmp_path / "data", GATEWAY_PORT=str(port))
     assert result.returncode == 1
     assert result.stderr.startswith(f"cannot start: GATEWAY_PORT {port} on 127.0.0.1 is in use")
     assert "Meetings REST API" not in result.stdout
