@@ -32,9 +32,10 @@ from meetings.v1 import (
 from server import logs
 from server.delivery import email_sender, loop, mailer, webhook_sender
 from server.delivery.channel import Channel
-from server.domain import recordings
+from server.domain import chat_watch, recordings
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
+from server.storage.listen import Fanout
 from server.storage.recording_files import FilesystemStorage
 from server.transport import (
     admin_service,
@@ -73,8 +74,10 @@ class Service:
         self.settings = settings
         self.pool = pool
         self.delivery = delivery_loop
+        # A thread for each call in flight and each live chat watch (see ChatService).
+        threads = settings.grpc_workers + settings.chat_watches_max
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
             options=[("grpc.so_reuseport", 0)],
         )
         meetings_pb2_grpc.add_MeetingServiceServicer_to_server(
@@ -86,8 +89,17 @@ class Service:
         users_pb2_grpc.add_UserServiceServicer_to_server(
             user_service.UserService(settings), rpc.tolerant(self.server)
         )
+        # Set once draining is over: live chat watches end, and clients resume elsewhere.
+        self.watches_ending = threading.Event()
+        self.chat_fanout = Fanout(database.connection_params(database_url), chat_watch.CHANNEL)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(
-            chat_service.ChatService(), rpc.tolerant(self.server)
+            chat_service.ChatService(
+                self.chat_fanout,
+                watches_max=settings.chat_watches_max,
+                keepalive_seconds=settings.chat_watch_keepalive_seconds,
+                stopping=self.watches_ending,
+            ),
+            rpc.tolerant(self.server),
         )
         storage = FilesystemStorage(settings.recordings_path)
         links = download_links(settings)
@@ -131,6 +143,7 @@ class Service:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
         self.watch.start()
+        self.chat_fanout.start()
         self.server.start()
         if self.delivery is not None:
             self.delivery.start()
@@ -142,8 +155,8 @@ class Service:
 
         1. report NOT_SERVING but go on serving for `drain` seconds (SHUTDOWN_DRAIN_SECONDS),
            long enough for Envoy's health checks to take this replica out of rotation;
-        2. refuse new calls and let in-flight ones finish within `grace`
-           (SHUTDOWN_GRACE_SECONDS);
+        2. end live chat watches (their clients resume on another replica), refuse new calls
+           and let in-flight ones finish within `grace` (SHUTDOWN_GRACE_SECONDS);
         3. cancel the statements of calls still running, so that none keeps the process alive.
         """
         drain = self.settings.shutdown_drain_seconds if drain is None else drain
@@ -155,6 +168,8 @@ class Service:
         if drain > 0:
             log.info("draining", extra={"seconds": drain})
             time.sleep(drain)
+        self.watches_ending.set()
+        self.chat_fanout.stop()  # wakes every watch, which then ends
         self.server.stop(grace).wait()
         if self.delivery is not None:
             self.delivery.join(timeout=max(grace, 1.0))

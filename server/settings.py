@@ -162,6 +162,13 @@ class Settings:
     data_dir: Path = Path("data")
     token_ttl_seconds: int = 7200
     grpc_workers: int = 16
+    # Live chat watches (ChatService.WatchDialog) one process serves at once. Each holds a
+    # thread of its own (in addition to grpc_workers, which stay free for calls); one more
+    # gets RESOURCE_EXHAUSTED, and its client tries again or another replica.
+    chat_watches_max: int = 100
+    # A watch with nothing new sends a keepalive this often (proxies and load balancers cut
+    # streams idle for 60 s; Envoy's stream_idle_timeout here is 60 s).
+    chat_watch_keepalive_seconds: float = 25.0
     # The request path's statements as server-side prepared statements (storage.database).
     # Off behind a pooler that hands each transaction another server connection (PgBouncer
     # in transaction mode does not carry SQL-level PREPARE across).
@@ -227,6 +234,10 @@ class Settings:
             data_dir=env.path("DATA_DIR", d.data_dir),
             token_ttl_seconds=env.integer("TOKEN_TTL_SECONDS", d.token_ttl_seconds, 1, 90 * 86400),
             grpc_workers=env.integer("GRPC_WORKERS", d.grpc_workers, 1, 256),
+            chat_watches_max=env.integer("CHAT_WATCHES_MAX", d.chat_watches_max, 0, 10_000),
+            chat_watch_keepalive_seconds=env.number(
+                "CHAT_WATCH_KEEPALIVE_SECONDS", d.chat_watch_keepalive_seconds, 0.1, 3600
+            ),
             db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", d.db_prepared_statements),
             shutdown_drain_seconds=env.number(
                 "SHUTDOWN_DRAIN_SECONDS", d.shutdown_drain_seconds, 0, 300

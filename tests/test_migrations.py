@@ -45,3 +45,39 @@ def test_two_processes_migrating_a_new_database_at_once(postgres: PgDatabase) ->
         assert [r[0] for r in rows] == [v for v, _, _ in migrations.MIGRATIONS]
     finally:
         _drop_database(postgres.admin_url, name)
+
+
+def test_chat_messages_written_before_migration_6_keep_their_history_order(
+    postgres: PgDatabase, monkeypatch: Any
+) -> None:
+    name = f"{postgres.name}_mig6"
+    _create_database(postgres.admin_url, name)
+    url = postgres.url.replace(f"/{postgres.name}", f"/{name}")
+    old = database.connect(url, 2)
+    try:
+        monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
+        assert migrations.migrate(old)[-1] == 5
+        with old.connection_context():
+            # Only the rows that matter: no meeting or user behind them (the foreign keys'
+            # triggers are off for this session: the tests' role is a superuser).
+            old.execute_sql(
+                "SET session_replication_role = replica;"
+                "INSERT INTO chat_dialogs VALUES ('d', 'm', 'M', now(), now());"
+                "INSERT INTO chat_messages (id, dialog_id, sender_id, message, date_sent,"
+                " created_at, updated_at) VALUES"
+                " ('c', 'd', 1, 'third', 30, now(), now()),"
+                " ('a', 'd', 1, 'first', 10, now(), now()),"
+                " ('b', 'd', 1, 'second', 10, now(), now())"
+            )
+        monkeypatch.undo()
+        assert migrations.migrate(old) == [v for v, _, _ in migrations.MIGRATIONS[5:]]
+        with old.connection_context():
+            old.execute_sql(
+                "INSERT INTO chat_messages (id, dialog_id, sender_id, message, date_sent,"
+                " created_at, updated_at) VALUES ('0', 'd', 1, 'new', 5, now(), now())"
+            )
+            rows = old.execute_sql("SELECT message FROM chat_messages ORDER BY seq").fetchall()
+        assert [r[0] for r in rows] == ["first", "second", "third", "new"]
+    finally:
+        old.close_all()
+        _drop_database(postgres.admin_url, name)

@@ -80,7 +80,7 @@ def _is_member(dialog_id: str, user_id: int) -> bool:
     )
 
 
-def _occupied(caller: auth.Caller, dialog_id: str) -> ChatDialog:
+def occupied(caller: auth.Caller, dialog_id: str) -> ChatDialog:
     """The dialog if the caller occupies it; the 403 otherwise (also for no such dialog)."""
     text.require(chat_dialog_id=dialog_id)
     if not _is_member(dialog_id, caller.user_id):
@@ -88,7 +88,7 @@ def _occupied(caller: auth.Caller, dialog_id: str) -> ChatDialog:
     return ChatDialog.get_by_id(dialog_id)
 
 
-def _view(message: ChatMessage, viewer: int) -> MessageView:
+def view(message: ChatMessage, viewer: int) -> MessageView:
     return MessageView(
         id=message.id,
         dialog_id=message.dialog_id,
@@ -127,7 +127,7 @@ def _dialog_view(dialog: ChatDialog, caller: auth.Caller) -> DialogView:
         occupant_ids=sorted(o.user_id for o in occupants),
         created_at=dialog.created_at,
         updated_at=dialog.updated_at,
-        last_message=None if last is None else _view(last, caller.user_id),
+        last_message=None if last is None else view(last, caller.user_id),
         unread=_unread(dialog.id, caller.user_id).count(),
     )
 
@@ -165,7 +165,7 @@ def send(
     caller: auth.Caller, dialog_id: str, message: str, attachments: list[Attachment]
 ) -> MessageView:
     """A new message from the caller in a dialog it occupies."""
-    dialog = _occupied(caller, dialog_id)
+    dialog = occupied(caller, dialog_id)
     problems = errors.FieldErrors()
     text.check(problems, "message", message)
     for n, a in enumerate(attachments, 1):
@@ -181,6 +181,9 @@ def send(
     problems.raise_if_any()
     now = clock.now()
     with db.atomic():
+        # The dialog's row first: its lock, held to commit, makes the messages of one dialog
+        # commit in the order of their `seq` (a watch resuming after one never misses one).
+        ChatDialog.update(updated_at=now).where(ChatDialog.id == dialog.id).execute()
         row = ChatMessage.create(
             id=ids.new_id(),
             dialog=dialog.id,
@@ -193,13 +196,12 @@ def send(
             read_ids=[caller.user_id],
             delivered_ids=[caller.user_id],
         )
-        ChatDialog.update(updated_at=now).where(ChatDialog.id == dialog.id).execute()
-    return _view(row, caller.user_id)
+    return view(row, caller.user_id)
 
 
 def history(caller: auth.Caller, query: HistoryQuery) -> Page[MessageView]:
     """A page of the dialog's messages; marked read for the caller unless asked not to."""
-    _occupied(caller, query.dialog_id)
+    occupied(caller, query.dialog_id)
     if not 1 <= query.limit <= PAGE_MAX:
         raise errors.InvalidFields({"limit": [f"must be 1 to {PAGE_MAX}"]})
     where = ChatMessage.dialog == query.dialog_id
@@ -215,7 +217,7 @@ def history(caller: auth.Caller, query: HistoryQuery) -> Page[MessageView]:
         # The same page again, as marked (one query).
         marked = ChatMessage.select().where(ChatMessage.id.in_([r.id for r in rows]))
         rows = list(marked.order_by(*order))
-    return Page([_view(r, caller.user_id) for r in rows], len(rows), query.limit, query.skip)
+    return Page([view(r, caller.user_id) for r in rows], len(rows), query.limit, query.skip)
 
 
 def _mark(message_ids: list[str], user_id: int, column: Any) -> None:
@@ -245,7 +247,7 @@ def update(
     new_text: str | None,
 ) -> None:
     """Marks the messages read and/or delivered for the caller; edits the caller's own."""
-    dialog = _occupied(caller, dialog_id)
+    dialog = occupied(caller, dialog_id)
     message_ids = _message_ids(raw_ids)
     rows = list(
         ChatMessage.select().where(
@@ -312,12 +314,12 @@ def unread_counts(caller: auth.Caller, dialog_ids: Sequence[str]) -> dict[str, i
     text.require(chat_dialog_ids=",".join(dialog_ids))
     if len(dialog_ids) > IDS_MAX:
         raise errors.InvalidFields({"chat_dialog_ids": [f"must name at most {IDS_MAX} dialogs"]})
-    occupied = ChatDialogOccupant.select(ChatDialogOccupant.dialog).where(
+    mine = ChatDialogOccupant.select(ChatDialogOccupant.dialog).where(
         ChatDialogOccupant.user_id == caller.user_id
     )
     unread = (
         ChatMessage.select(ChatMessage.dialog, peewee.fn.count(ChatMessage.id).alias("n"))
-        .where(ChatMessage.dialog.in_(occupied) & ~(ChatMessage.read_ids.contains(caller.user_id)))
+        .where(ChatMessage.dialog.in_(mine) & ~(ChatMessage.read_ids.contains(caller.user_id)))
         .group_by(ChatMessage.dialog)
     )
     per_dialog = {row.dialog_id: int(getattr(row, "n")) for row in unread}  # noqa: B009

@@ -260,6 +260,34 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX chat_messages_dialog_idx ON chat_messages (dialog_id, date_sent, id);
         """,
     ),
+    (
+        6,
+        "chat messages in commit order per dialog, and a notification for each new one",
+        """
+        -- The order a dialog's messages were committed in (what a watch resumes after): a
+        -- message is inserted while its dialog's row is locked (chat_messages.send), so within
+        -- a dialog the numbers commit in increasing order. Existing messages in history order.
+        CREATE SEQUENCE chat_messages_seq;
+        ALTER TABLE chat_messages ADD COLUMN seq bigint;
+        UPDATE chat_messages m SET seq = o.n
+            FROM (SELECT id, row_number() OVER (ORDER BY date_sent, id) AS n
+                  FROM chat_messages) o
+            WHERE m.id = o.id;
+        SELECT setval('chat_messages_seq', coalesce(max(seq), 0) + 1, false) FROM chat_messages;
+        ALTER TABLE chat_messages ALTER COLUMN seq SET DEFAULT nextval('chat_messages_seq'),
+            ALTER COLUMN seq SET NOT NULL;
+        ALTER SEQUENCE chat_messages_seq OWNED BY chat_messages.seq;
+        CREATE UNIQUE INDEX chat_messages_watch_idx ON chat_messages (dialog_id, seq);
+        -- Wakes the watches of the dialog on every replica (delivered at commit).
+        CREATE FUNCTION notify_chat_message() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('chat_messages', NEW.dialog_id);
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER chat_messages_notify AFTER INSERT ON chat_messages
+            FOR EACH ROW EXECUTE FUNCTION notify_chat_message();
+        """,
+    ),
 ]
 
 

@@ -153,6 +153,9 @@ class ChatMessage(BaseModel):
     updated_at = DateTimeTZField()
     read_ids = ArrayField(pw.IntegerField, default=list)
     delivered_ids = ArrayField(pw.IntegerField, default=list)
+    # Commit order within the dialog: left out of inserts, so that the database's default
+    # assigns it (see migration 6).
+    seq = pw.BigIntegerField()
 
     class Meta:
         table_name = "chat_messages"

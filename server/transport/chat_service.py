@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import grpc
 from google.protobuf import struct_pb2
 
 from meetings.v1 import chat_pb2, chat_pb2_grpc
-from server.domain import auth, chat_messages, errors
+from server.domain import auth, chat_messages, chat_watch, errors
+from server.storage.listen import Fanout
 from server.transport import convert, rpc
 
 Context = grpc.ServicerContext
+# What a watch refused for want of a thread is told to wait before trying again.
+WATCH_RETRY_SECONDS = 5
 
 
 class ChatService(chat_pb2_grpc.ChatServiceServicer):
+    def __init__(
+        self,
+        fanout: Fanout,
+        *,
+        watches_max: int,
+        keepalive_seconds: float,
+        stopping: threading.Event,
+    ) -> None:
+        self._fanout = fanout
+        # Each watch holds a thread of the server's pool for as long as it lasts; the pool
+        # has this many beyond GRPC_WORKERS (app.Service), so watches never starve calls.
+        self._watch_slots = threading.BoundedSemaphore(watches_max) if watches_max else None
+        self._keepalive_seconds = keepalive_seconds
+        self._stopping = stopping
+
     @rpc.handler()
     def ListDialogs(
         self, request: chat_pb2.ListDialogsRequest, context: Context, caller: auth.Caller
@@ -73,6 +94,34 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.DeleteMessagesRequest, context: Context, caller: auth.Caller
     ) -> chat_pb2.DeleteMessagesResponse:
         return convert.deletion_to_pb(chat_messages.delete(caller, request.ids))
+
+    @rpc.handler(live=True)
+    def WatchDialog(
+        self, request: chat_pb2.WatchDialogRequest, context: Context, caller: auth.Caller
+    ) -> Iterator[chat_pb2.DialogEvent]:
+        after = request.after_message_id if request.HasField("after_message_id") else None
+        watch = chat_watch.Watch(
+            self._fanout,
+            caller,
+            rpc.token(context),
+            request.chat_dialog_id,
+            after,
+            self._keepalive_seconds,
+        )
+        context.add_callback(watch.cancel)
+        return self._watched(watch, context)
+
+    def _watched(self, watch: chat_watch.Watch, context: Context) -> Iterator[chat_pb2.DialogEvent]:
+        # The slot is taken here, in the generator, so that it is given back in `finally` (a
+        # generator that never started would not run it).
+        if self._watch_slots is None or not self._watch_slots.acquire(blocking=False):
+            raise errors.TooManyRequests(WATCH_RETRY_SECONDS)
+        try:
+            events = watch.events(lambda: context.is_active() and not self._stopping.is_set())
+            for event in events:
+                yield convert.dialog_event_to_pb(event)
+        finally:
+            self._watch_slots.release()
 
     @rpc.handler()
     def CountUnread(

@@ -13,6 +13,7 @@ from server.domain import (
     admin_panel,
     auth,
     chat_messages,
+    chat_watch,
     clock,
     errors,
     meeting_filters,
@@ -507,6 +508,12 @@ def chat_message_to_pb(view: chat_messages.MessageView) -> chat_pb2.Message:
     )
     setattr(message, "_id", view.id)  # noqa: B010
     return message
+
+
+def dialog_event_to_pb(event: chat_watch.Event) -> chat_pb2.DialogEvent:
+    if isinstance(event, chat_watch.Keepalive):
+        return chat_pb2.DialogEvent(keepalive=chat_pb2.Keepalive())
+    return chat_pb2.DialogEvent(message=chat_message_to_pb(event))
 
 
 def attachments(request: chat_pb2.CreateMessageRequest) -> list[chat_messages.Attachment]:

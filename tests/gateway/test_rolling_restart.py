@@ -7,10 +7,7 @@ that may not be retried (see the last assertion).
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,42 +19,11 @@ from typing import Any
 import pytest
 
 from server import supervisor
-from tests.conftest import REPO, Account, PgDatabase
+from tests.conftest import Account, PgDatabase
 from tests.gateway.conftest import Gateway, create_meeting, start_envoy, stop_envoy
+from tests.replicas import Replica
 
 LOAD_THREADS = 4
-
-
-@dataclass
-class Replica:
-    port: int
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, postgres: PgDatabase) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": postgres.url,
-            "GRPC_PORT": str(self.port),
-            "DELIVERY_ENABLED": "false",
-        }
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "server"], env=env, cwd=REPO, stdout=out, stderr=out
-            )
-        deadline = time.monotonic() + 30
-        while not supervisor.grpc_serving(f"127.0.0.1:{self.port}"):
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "the replica did not start"
-            time.sleep(0.1)
-
-    def stop(self, sig: int) -> float:
-        """Signal the replica and wait for it to exit; returns how long that took."""
-        assert self.process is not None
-        began = time.monotonic()
-        self.process.send_signal(sig)
-        self.process.wait(timeout=30)
-        return time.monotonic() - began
 
 
 @dataclass
