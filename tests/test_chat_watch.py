@@ -53,7 +53,7 @@ class Watcher:
     """A WatchDialog call read on a thread of its own, its events queued."""
 
     def __init__(self, stub: chat_pb2_grpc.ChatServiceStub, account: Account, **request: Any):
-        self.call = stub.WatchDialog(
+        self.call: Any = stub.WatchDialog(  # a grpc.Call too (cancel), untyped in the stubs
             chat_pb2.WatchDialogRequest(**request), metadata=account.metadata, timeout=3 * WAIT
         )
         self.events: queue.Queue[chat_pb2.DialogEvent | grpc.RpcError | None] = queue.Queue()
