@@ -48,7 +48,7 @@ def test_two_processes_migrating_a_new_database_at_once(postgres: PgDatabase) ->
 
 
 def test_chat_messages_written_before_migration_6_keep_their_history_order(
-    postgres: PgDatabase, monkeypatch: Any
+    postgres: PgDatabase, pool: Any, monkeypatch: Any
 ) -> None:
     name = f"{postgres.name}_mig6"
     _create_database(postgres.admin_url, name)
@@ -80,4 +80,5 @@ def test_chat_messages_written_before_migration_6_keep_their_history_order(
         assert [r[0] for r in rows] == ["first", "second", "third", "new"]
     finally:
         old.close_all()
+        database.db.initialize(pool)  # connect() bound the models to `old`: back to the tests'
         _drop_database(postgres.admin_url, name)
