@@ -165,7 +165,7 @@ def test_the_loop_outlives_a_killed_database_connection(
         assert len(smtp.wait_for(1)) == 1
         killed = db.execute_sql(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            " WHERE datname = current_database() AND query = 'LISTEN meetings_outbox'"
         ).fetchall()
         assert killed == [(True,)]
         meetings.create(host, patch(notify_before=None))
