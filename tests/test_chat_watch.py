@@ -70,15 +70,17 @@ class Watcher:
     def next(self, wait: float = WAIT) -> chat_pb2.DialogEvent | grpc.RpcError | None:
         return self.events.get(timeout=wait)
 
-    def messages(self, count: int) -> list[str]:
-        """The texts of the next `count` messages (keepalives skipped)."""
-        texts: list[str] = []
-        while len(texts) < count:
+    def next_message(self) -> chat_pb2.Message:
+        """The next message (keepalives skipped)."""
+        while True:
             event = self.next()
             assert isinstance(event, chat_pb2.DialogEvent), event
             if event.WhichOneof("event") == "message":
-                texts.append(event.message.message)
-        return texts
+                return event.message
+
+    def messages(self, count: int) -> list[str]:
+        """The texts of the next `count` messages."""
+        return [self.next_message().message for _ in range(count)]
 
     def end(self) -> grpc.RpcError | None:
         """How the stream ended (keepalives skipped); fails on a message."""
@@ -124,19 +126,13 @@ def test_messages_sent_on_another_replica_arrive_in_order_with_keepalives_betwee
         sent = [_send(channel, attendee, dialog, f"message {n}") for n in range(3)]
         _send(channel, host, dialog, "the host's own")
         assert watcher.messages(4) == ["message 0", "message 1", "message 2", "the host's own"]
-        # As the history shows it: ids, sender, the dialog.
-        _send(channel, attendee, dialog, "one more")
-        event = watcher.next()
-        while isinstance(event, chat_pb2.DialogEvent) and event.WhichOneof("event") != "message":
-            event = watcher.next()
-        assert isinstance(event, chat_pb2.DialogEvent)
-        got = event.message
-        assert (got.chat_dialog_id, got.sender_id, got.message) == (
-            dialog, attendee.user_id, "one more"
+        # As the sender got it back: id, sender, the dialog.
+        one_more = _send(channel, attendee, dialog, "one more")
+        got = watcher.next_message()
+        assert (getattr(got, "_id"), got.chat_dialog_id, got.sender_id, got.message) == (
+            getattr(one_more, "_id"), dialog, attendee.user_id, "one more"
         )  # fmt: skip
-        assert len(getattr(got, "_id")) == 24 and getattr(got, "_id") not in {
-            getattr(m, "_id") for m in sent
-        }
+        assert getattr(got, "_id") not in {getattr(m, "_id") for m in sent}
     finally:
         watcher.cancel()
 
