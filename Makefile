@@ -11,6 +11,7 @@ GEN_STAMP := gen/.stamp
 DESCRIPTOR := gateway/meetings.pb
 SDK_TESTS := tests/sdk
 SDK_MODULES := $(SDK_TESTS)/node_modules/.installed
+SDK_GRPC_WEB := $(SDK_TESTS)/gen/grpc-web.js
 PYTEST_ARGS ?=
 
 .PHONY: all setup gen run test lint bench fuzz clean
@@ -51,6 +52,18 @@ $(SDK_MODULES): $(SDK_TESTS)/package-lock.json
 	cd $(SDK_TESTS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# tests/sdk's gRPC-Web client: stubs from the protos by protoc-gen-es (pinned in the lock),
+# bundled with Connect-ES's transport by esbuild into one ES module for Node and Chromium.
+$(SDK_GRPC_WEB): $(PROTOS) $(SDK_TESTS)/grpc-web.js $(SDK_MODULES) $(INSTALLED)
+	rm -rf $(SDK_TESTS)/gen && mkdir -p $(SDK_TESTS)/gen/stubs
+	googleapis=$$($(PY) -c 'import google.api.annotations_pb2 as a, pathlib; print(pathlib.Path(a.__file__).parent.parent.parent)'); \
+	$(PY) -m grpc_tools.protoc -Iprotos -I"$$googleapis" \
+		--plugin=protoc-gen-es=$(SDK_TESTS)/node_modules/.bin/protoc-gen-es \
+		--es_out=$(SDK_TESTS)/gen/stubs --es_opt=target=js,import_extension=js \
+		$(PROTOS) google/api/annotations.proto google/api/http.proto google/api/httpbody.proto
+	$(SDK_TESTS)/node_modules/.bin/esbuild $(SDK_TESTS)/grpc-web.js --bundle --format=esm \
+		--log-level=warning --outfile=$@
+
 # The database (embedded unless DATABASE_URL is set), the gRPC server and the Envoy gateway,
 # supervised together; prints the REST base URL. Ports: GATEWAY_PORT, ENVOY_ADMIN_PORT, GRPC_PORT.
 run: setup
@@ -58,7 +71,7 @@ run: setup
 
 # nftables for the per-client connection limit's test (gateway/connlimit.nft), where root can
 # install it; without it that one test is skipped, saying so.
-test: setup $(SDK_MODULES)
+test: setup $(SDK_MODULES) $(SDK_GRPC_WEB)
 	command -v nft >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq nftables >/dev/null \
 		|| echo "nftables could not be installed: the per-client connection test is skipped"
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -411,8 +411,13 @@ end
 function envoy_on_request(handle)
   local headers = handle:headers()
   local original = headers:get(":path")
-  if (headers:get("content-type") or ""):find("^application/grpc") then
-    if original:find("^/[%w_]+%.[%w_.]+/[%w_]+$") then
+  local content_type = headers:get("content-type") or ""
+  if content_type:find("^application/grpc") then
+    if content_type:find("^application/grpc%-web") then
+      if original:find("^/meetings%.v1%.%w+/%w+$") then
+        return -- gRPC-Web to one of our methods: the next filter makes it gRPC
+      end
+    elseif original:find("^/[%w_]+%.[%w_.]+/[%w_]+$") then
       return -- native gRPC (/package.Service/Method)
     end
     -- Envoy answers a request that says it is gRPC in gRPC's framing: it is a REST call now.

@@ -301,6 +301,10 @@ def test_upstream_down_is_a_json_503(tmp_path: Path) -> None:
         ("/meetings", b'{"name": "n"}', "application/grpc"),
         ("/meetings/{id}", b'{"colour": "red"}', "application/grpc-web+json"),
         ("/meetings/{id}", b'{"name": "changed"}', "application/grpc+proto"),
+        # gRPC-Web passes to our services' methods only; a path merely shaped like a method
+        # (a mutated /login.json) gets REST's answer, never a gRPC-Web frame.
+        ("/login.j/son", b'{"login": "host"}', "application/grpc-web"),
+        ("/other.v1.Service/Method", b"", "application/grpc-web-text"),
     ],
 )
 def test_a_grpc_content_type_on_a_rest_path_is_refused(

@@ -42,6 +42,7 @@ RUN_TIMEOUT = 40.0  # seconds for one scenario, a browser start included
 PAGE_FILES = {
     "/page.html": SDK_DIR / "page.html",
     "/connectycube.min.js": NODE_MODULES / "connectycube" / "dist" / "connectycube.min.js",
+    "/gen/grpc-web.js": SDK_DIR / "gen" / "grpc-web.js",
 } | {f"/scenarios/{p.name}": p for p in (SDK_DIR / "scenarios").glob("*.js")}
 
 Step = Callable[[str, Any], Any]

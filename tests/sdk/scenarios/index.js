@@ -4,7 +4,8 @@
 // which hands control to the Python test (to look at or change the database) and resolves
 // with its reply. It returns every value the test asserts on, as plain JSON.
 import chat from './chat.js';
+import live from './live.js';
 import meetings from './meetings.js';
 import sessions from './sessions.js';
 
-export const scenarios = { ...meetings, ...sessions, ...chat };
+export const scenarios = { ...meetings, ...sessions, ...chat, ...live };
