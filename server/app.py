@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import sys
 import threading
@@ -35,8 +36,10 @@ from server.delivery.channel import Channel
 from server.domain import chat_watch, recordings
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
+from server.storage.database import CONNECTION_ERRORS, db
 from server.storage.listen import Fanout
-from server.storage.recording_files import FilesystemStorage
+from server.storage.recording_files import FilesystemStorage, Storage, StorageUnavailable
+from server.storage.recording_objects import S3Location, S3Storage
 from server.transport import (
     admin_service,
     chat_service,
@@ -70,6 +73,7 @@ class Service:
         database_url: str,
         pool: Any,
         delivery_loop: loop.DeliveryThread | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -79,9 +83,6 @@ class Service:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
             options=[("grpc.so_reuseport", 0)],
-        )
-        meetings_pb2_grpc.add_MeetingServiceServicer_to_server(
-            meeting_service.MeetingService(), rpc.tolerant(self.server)
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             session_service.SessionService(settings), rpc.tolerant(self.server)
@@ -101,8 +102,15 @@ class Service:
             ),
             rpc.tolerant(self.server),
         )
-        storage = FilesystemStorage(settings.recordings_path)
-        links = download_links(settings)
+        storage = storage or recording_storage(settings)
+        self.storage = storage
+        meetings_pb2_grpc.add_MeetingServiceServicer_to_server(
+            meeting_service.MeetingService(storage), rpc.tolerant(self.server)
+        )
+        links = download_links(settings, storage)
+        self.sweeper = RecordingSweeper(
+            storage, settings.recordings_sweep_seconds, settings.recordings_sweep_grace_seconds
+        )
         # Set on shutdown: long-lived streams (recording control watches) end.
         self.stopping = threading.Event()
         recordings_pb2_grpc.add_RecordingServiceServicer_to_server(
@@ -145,6 +153,8 @@ class Service:
         self.watch.start()
         self.chat_fanout.start()
         self.server.start()
+        if self.settings.recordings_sweep_seconds > 0:
+            self.sweeper.start()
         if self.delivery is not None:
             self.delivery.start()
         log.info("gRPC server listening", extra={"port": self.port})
@@ -162,6 +172,7 @@ class Service:
         drain = self.settings.shutdown_drain_seconds if drain is None else drain
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         self.watch.stop()
+        self.sweeper.stop()
         self.stopping.set()
         if self.delivery is not None:
             self.delivery.stop()
@@ -182,12 +193,65 @@ class Service:
         log.info("gRPC server stopped")
 
 
-def download_links(settings: Settings) -> recordings.DownloadLinks:
-    """Signed links on the gateway's address (PUBLIC_BASE_URL), valid for the configured time."""
-    return recordings.DownloadLinks(settings.public_base_url, settings.download_link_ttl_seconds)
+def recording_storage(settings: Settings) -> Storage:
+    """The object store when S3_BUCKET is set (several machines), else files in a folder."""
+    if settings.s3_bucket is None:
+        return FilesystemStorage(settings.recordings_path)
+    style = settings.s3_addressing_style or ("path" if settings.s3_endpoint_url else "virtual")
+    location = S3Location(
+        bucket=settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+        key_prefix=settings.s3_key_prefix,
+        addressing_style=style,
+    )
+    # A connection per RPC worker: uploads and downloads each hold one while they stream.
+    return S3Storage(location, connections=settings.grpc_workers)
 
 
-def delivery_thread(settings: Settings, database_url: str) -> loop.DeliveryThread | None:
+def download_links(settings: Settings, storage: Storage) -> recordings.DownloadLinks:
+    """Links valid for DOWNLOAD_LINK_TTL_SECONDS: the store's pre-signed ones, or signed here
+    on the gateway's address (PUBLIC_BASE_URL)."""
+    return recordings.DownloadLinks(
+        storage, settings.public_base_url, settings.download_link_ttl_seconds
+    )
+
+
+class RecordingSweeper(threading.Thread):
+    """Removes what crashes left in the recording store (recordings.sweep) every `interval`
+    seconds, the first time after a random part of it: replicas started together do not
+    all sweep at once (sweeping is idempotent, so an overlap only repeats work)."""
+
+    def __init__(self, storage: Storage, interval: float, grace: float) -> None:
+        super().__init__(name="recording-sweeper", daemon=True)
+        self._storage = storage
+        self._interval = interval
+        self._grace = grace
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        wait = random.uniform(0, self._interval)  # noqa: S311 (spreading, not secrets)
+        while not self._stopped.wait(wait):
+            wait = self._interval
+            try:
+                with db.connection_context():
+                    removed = recordings.sweep(self._storage, self._grace)
+            except (StorageUnavailable, *CONNECTION_ERRORS) as exc:
+                log.warning("recording sweep failed", extra={"error": type(exc).__name__})
+                continue
+            if removed:
+                log.info("recording store swept", extra={"removed": removed})
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def delivery_thread(
+    settings: Settings, database_url: str, storage: Storage
+) -> loop.DeliveryThread | None:
     """The delivery loop of this process, unless the settings turn it off."""
     if not settings.delivery_enabled:
         return None
@@ -196,7 +260,7 @@ def delivery_thread(settings: Settings, database_url: str) -> loop.DeliveryThrea
     channels: list[Channel] = [
         email_sender.EmailChannel(mailer.from_settings(settings.smtp_url, settings.mail_sink)),
         webhook_sender.WebhookChannel(
-            links=download_links(settings),
+            links=download_links(settings, storage),
             allowed_networks=settings.webhook_allowed_networks,
             timeout=settings.webhook_timeout_seconds,
             grace_seconds=settings.webhook_end_grace_seconds,
@@ -219,6 +283,12 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    storage = recording_storage(settings)
+    try:
+        storage.check()
+    except StorageUnavailable as exc:
+        print(f"recording store: {exc}", file=sys.stderr)
+        return 2
 
     embedded = None
     url = settings.database_url
@@ -228,7 +298,7 @@ def main() -> int:
     pool = database.connect(url, settings.db_pool_size, prepared=settings.db_prepared_statements)
     migrations.migrate(pool)
 
-    service = Service(settings, url, pool, delivery_thread(settings, url))
+    service = Service(settings, url, pool, delivery_thread(settings, url, storage), storage)
     port = service.start()
     stopping = threading.Event()
 

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import TypeVar
@@ -140,6 +140,12 @@ class _Env:
                 )
         return url
 
+    def optional_choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        return self.choice(name, "", choices) if self._env.get(name) else None
+
+    def optional_http_url(self, name: str) -> str | None:
+        return self.http_url(name, "") if self._env.get(name) else None
+
     def http_url(self, name: str, default: str) -> str:
         url = (self._env.get(name) or default).rstrip("/")
         try:
@@ -191,8 +197,27 @@ class Settings:
     delivery_lease_seconds: float = 60.0
     # Names this process in outbox leases; None: <hostname>:<pid>.
     worker_id: str | None = None
-    # Recording files; None: <data_dir>/recordings.
+    # Recording files; None: <data_dir>/recordings (one machine's disk: with several
+    # machines, set s3_bucket).
     recordings_dir: Path | None = None
+    # Recordings in an S3-compatible object store instead (storage.recording_objects): the
+    # bucket (it must exist), its endpoint (None: AWS S3), the endpoint clients reach for
+    # pre-signed download links (None: the same), region, credentials (None: boto3's own
+    # chain: AWS_* variables, instance roles), the key prefix and the addressing style.
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    s3_key_prefix: str = "recordings/"
+    # None: path style with an endpoint (MinIO, Ceph, R2), virtual-hosted on AWS.
+    s3_addressing_style: str | None = None
+    # Every this many seconds (0: never) a process removes what crashes left in the store:
+    # files no recording names and partial uploads, once older than the grace (an upload in
+    # progress is younger; a 4 GiB one at 10 MB/s takes 7 minutes).
+    recordings_sweep_seconds: float = 3600.0
+    recordings_sweep_grace_seconds: float = 6 * 3600.0
     # Where clients reach the REST gateway: download links are built on it.
     public_base_url: str = "http://127.0.0.1:8080"
     download_link_ttl_seconds: int = 3600
@@ -260,6 +285,20 @@ class Settings:
             ),
             worker_id=env.optional("WORKER_ID"),
             recordings_dir=env.optional_path("RECORDINGS_DIR"),
+            s3_bucket=env.optional("S3_BUCKET"),
+            s3_endpoint_url=env.optional_http_url("S3_ENDPOINT_URL"),
+            s3_public_endpoint_url=env.optional_http_url("S3_PUBLIC_ENDPOINT_URL"),
+            s3_region=env.text("S3_REGION", d.s3_region),
+            s3_access_key_id=env.optional("S3_ACCESS_KEY_ID"),
+            s3_secret_access_key=env.optional("S3_SECRET_ACCESS_KEY"),
+            s3_key_prefix=env.text("S3_KEY_PREFIX", d.s3_key_prefix),
+            s3_addressing_style=env.optional_choice("S3_ADDRESSING_STYLE", ("path", "virtual")),
+            recordings_sweep_seconds=env.number(
+                "RECORDINGS_SWEEP_SECONDS", d.recordings_sweep_seconds, 0, 7 * 86400
+            ),
+            recordings_sweep_grace_seconds=env.number(
+                "RECORDINGS_SWEEP_GRACE_SECONDS", d.recordings_sweep_grace_seconds, 0, 30 * 86400
+            ),
             public_base_url=env.http_url("PUBLIC_BASE_URL", d.public_base_url),
             download_link_ttl_seconds=env.integer(
                 "DOWNLOAD_LINK_TTL_SECONDS", d.download_link_ttl_seconds, 1, 7 * 86400

@@ -26,6 +26,7 @@ from server import app
 from server.domain import auth, service_keys
 from server.settings import Settings
 from server.storage import database, embedded_db, migrations
+from tests.object_store import ObjectStore, start_object_store
 
 
 def install_debian_package(package: str, installed: Path) -> None:
@@ -173,6 +174,12 @@ def accounts(db: Any) -> dict[str, Account]:
         "mailee": make_account("mailee", "Mailee@Example.com"),
         "stranger": make_account("stranger", "stranger@example.com"),
     }
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """A real S3-compatible server on a loopback port (tests/object_store.py)."""
+    yield from start_object_store(tmp_path_factory.mktemp("s3") / "s3.log")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from typing import Any
 
 from server.delivery import email_sender, loop, mailer, webhook_http, webhook_sender
 from server.domain import recordings
+from server.storage.recording_files import Storage
 
 
 def networks(*specs: str) -> tuple[webhook_http.IpNetwork, ...]:
@@ -27,6 +28,7 @@ def full_loop(
     mail: mailer.Mailer,
     *,
     base_url: str,
+    storage: Storage,
     allowed: tuple[webhook_http.IpNetwork, ...],
     rand: Callable[[], float] | None = None,
     timeout: float = webhook_http.TIMEOUT_SECONDS,
@@ -35,7 +37,7 @@ def full_loop(
     """A loop with both channels, as every server process runs it."""
     pick = rand or random.random
     webhook = webhook_sender.WebhookChannel(
-        links=recordings.DownloadLinks(base_url, 3600),
+        links=recordings.DownloadLinks(storage, base_url, 3600),
         allowed_networks=allowed,
         timeout=timeout,
         rand=pick,

@@ -26,7 +26,7 @@ from server.domain.meeting_values import (
 from server.storage import meeting_rows, recording_events
 from server.storage.database import db
 from server.storage.meeting_rows import MeetingRow
-from server.storage.models import MeetingAttendee
+from server.storage.models import MeetingAttendee, Recording
 
 normalize_email = meeting_rows.normalize_email
 
@@ -142,13 +142,20 @@ def update(caller: auth.Caller, meeting_id: str, patch: MeetingPatch) -> Meeting
         return after
 
 
-def delete(caller: auth.Caller, meeting_id: str) -> None:
+def delete(caller: auth.Caller, meeting_id: str) -> list[str]:
+    """Delete the meeting (its host only) and its recordings' rows; returns the storage keys
+    of their files, for recordings.remove_files once this has committed."""
     with db.atomic():
         row = _visible_row(caller, meeting_id, for_update=True)
         if row.host_id != caller.user_id:
             raise errors.PermissionDenied("Only the host can delete this meeting")
         notifications.meeting_deleted(_view(row, row.attendees))
+        files = [
+            r.file_uid
+            for r in Recording.select(Recording.file_uid).where(Recording.meeting == row.id)
+        ]
         meeting_rows.delete(row.id)
+    return files
 
 
 def view_of(row: Any) -> MeetingView:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import peewee as pw
@@ -15,9 +16,13 @@ import peewee as pw
 from server.domain import auth, clock, download_links, errors, ids, meetings, service_keys
 from server.storage.database import db
 from server.storage.models import Meeting, Recording
-from server.storage.recording_files import Storage
+from server.storage.recording_files import Storage, StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 1000
+# Keys looked up per query while sweeping (a listing page of the object store).
+_SWEEP_BATCH = 1000
 # type/subtype, as a browser will need it to play the file.
 _CONTENT_TYPE = re.compile(r"^(audio|video)/[a-z0-9][a-z0-9.+-]{0,60}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -95,8 +100,9 @@ def validate(metadata: UploadMetadata) -> None:
 def ingest(
     storage: Storage, metadata: UploadMetadata, chunks: Iterable[bytes], max_bytes: int
 ) -> RecordingView:
-    """Store a finished recording. Until the last chunk is written, committed and recorded,
-    nothing is visible; on any failure the partial file is removed."""
+    """Store a finished recording. Until the last chunk is written, checked against the
+    announced size and checksum, committed and recorded, nothing is visible; on any failure
+    the partial file is removed."""
     validate(metadata)
     if metadata.size > max_bytes:
         raise errors.InvalidFields({"size": [f"the file exceeds {max_bytes} bytes"]})
@@ -113,13 +119,13 @@ def ingest(
             upload.write(chunk)
         if size < metadata.size:
             raise errors.Cancelled(f"The upload ended after {size} of {metadata.size} bytes")
+        if metadata.sha256 and upload.written().sha256 != metadata.sha256:
+            raise errors.InvalidFields({"sha256": ["does not match the bytes received"]})
         stored = upload.commit()
     except BaseException:
         upload.abort()
         raise
     try:
-        if metadata.sha256 and stored.sha256 != metadata.sha256:
-            raise errors.InvalidFields({"sha256": ["does not match the bytes received"]})
         now = clock.now()
         with db.atomic():
             row = Recording.create(
@@ -180,9 +186,18 @@ def delete_all(storage: Storage, meeting_id: str) -> int:
     found = list_any(meeting_id)
     with db.atomic():
         Recording.delete().where(Recording.meeting == meeting_id).execute()
-    for recording in found:
-        storage.delete(recording.file_uid)
+    remove_files(storage, [recording.file_uid for recording in found])
     return len(found)
+
+
+def remove_files(storage: Storage, keys: list[str]) -> None:
+    """Delete the files of recordings whose rows are gone. With the store unreachable, what
+    is left is the sweeper's (the rows, and so the recordings, are gone either way)."""
+    for key in keys:
+        try:
+            storage.delete(key)
+        except StorageUnavailable:
+            log.warning("recording file left for the sweeper", extra={"key": key})
 
 
 def end_call(meeting_id: str) -> None:
@@ -198,21 +213,42 @@ def end_call(meeting_id: str) -> None:
         raise errors.NotFound()
 
 
-def download_urls(base_url: str, recording_ids: Iterable[str], ttl_seconds: int) -> list[str]:
-    """A signed, expiring link for each recording (one read of the signing secret for all)."""
-    secret = service_keys.secret(service_keys.DOWNLOAD_SIGNING)
-    return [download_links.make_url(base_url, secret, rid, ttl_seconds) for rid in recording_ids]
+_EXTENSIONS = {
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "audio/ogg": "ogg",
+    "audio/mpeg": "mp3",
+    "audio/x-wav": "wav",
+}
+
+
+def file_name(file_uid: str, content_type: str) -> str:
+    """The name a download is saved under."""
+    return f"{file_uid}.{_EXTENSIONS.get(content_type, 'bin')}"
 
 
 @dataclass(frozen=True)
 class DownloadLinks:
-    """Where download links point (the gateway) and how long they stay valid."""
+    """Expiring download links: the store's own pre-signed links where it has them (object
+    storage), else links signed here that point at the gateway (PUBLIC_BASE_URL)."""
 
+    storage: Storage
     base_url: str
     ttl_seconds: int
 
     def urls(self, views: Iterable[RecordingView]) -> list[str]:
-        return download_urls(self.base_url, (view.id for view in views), self.ttl_seconds)
+        views = list(views)
+        secret: bytes | None = None
+        found = []
+        for view in views:
+            name = file_name(view.file_uid, view.content_type)
+            url = self.storage.signed_url(view.file_uid, self.ttl_seconds, name, view.content_type)
+            if url is None:
+                # One read of the signing secret for all the links of a list.
+                secret = secret or service_keys.secret(service_keys.DOWNLOAD_SIGNING)
+                url = download_links.make_url(self.base_url, secret, view.id, self.ttl_seconds)
+            found.append(url)
+        return found
 
 
 def open_download(recording_id: str, expires: int, signature: str) -> Download:
@@ -228,17 +264,29 @@ def open_download(recording_id: str, expires: int, signature: str) -> Download:
     row = Recording.get_or_none(Recording.id == recording_id)
     if row is None:
         raise errors.NotFound()
-    extension = {
-        "video/mp4": "mp4",
-        "video/webm": "webm",
-        "audio/ogg": "ogg",
-        "audio/mpeg": "mp3",
-        "audio/x-wav": "wav",
-    }.get(row.content_type, "bin")
     return Download(
-        row.file_uid, int(row.size_bytes), row.content_type, f"{row.file_uid}.{extension}"
+        row.file_uid,
+        int(row.size_bytes),
+        row.content_type,
+        file_name(row.file_uid, row.content_type),
     )
 
 
 def read(storage: Storage, download: Download) -> Iterator[bytes]:
     return storage.read(download.storage_key)
+
+
+def sweep(storage: Storage, grace_seconds: float) -> int:
+    """Remove what crashes left in the store: files no recording row names and partial
+    uploads, once older than `grace_seconds` (an upload in progress is younger)."""
+
+    def known(keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), _SWEEP_BATCH):
+            batch = keys[start : start + _SWEEP_BATCH]
+            rows = Recording.select(Recording.file_uid).where(Recording.file_uid.in_(batch))
+            found.update(row.file_uid for row in rows)
+        return found
+
+    cutoff = clock.now() - timedelta(seconds=grace_seconds)
+    return storage.sweep(known, cutoff)

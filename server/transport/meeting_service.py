@@ -7,13 +7,17 @@ from collections.abc import Iterable
 import grpc
 
 from meetings.v1 import meetings_pb2, meetings_pb2_grpc
-from server.domain import auth, errors, meetings, notification_status
+from server.domain import auth, errors, meetings, notification_status, recordings
+from server.storage.recording_files import Storage
 from server.transport import convert, rpc
 
 Context = grpc.ServicerContext
 
 
 class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage  # a deleted meeting's recordings go with it
+
     @rpc.handler()
     def CreateMeeting(
         self, request: meetings_pb2.CreateMeetingRequest, context: Context, caller: auth.Caller
@@ -60,7 +64,8 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
     def DeleteMeeting(
         self, request: meetings_pb2.DeleteMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.DeleteMeetingResponse:
-        meetings.delete(caller, getattr(request, "_id"))  # noqa: B009
+        files = meetings.delete(caller, getattr(request, "_id"))  # noqa: B009
+        recordings.remove_files(self._storage, files)
         return meetings_pb2.DeleteMeetingResponse()
 
     @rpc.handler(stream=True)

@@ -30,6 +30,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from server import logs
 from server.domain import applications, auth, errors, service_keys
 from server.storage.database import CONNECTION_ERRORS, db
+from server.storage.recording_files import FileMissing, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,13 @@ def _status(exc: BaseException, request_id: str) -> grpc.Status:
     elif isinstance(exc, (*CONNECTION_ERRORS, MaxConnectionsExceeded)):
         log.warning("database unavailable", extra={"error": type(exc).__name__})
         domain = errors.Unavailable("The service is temporarily unavailable, try again")
+    elif isinstance(exc, StorageUnavailable):
+        log.warning("recording store unavailable", extra={"error": str(exc)})
+        domain = errors.Unavailable("The recording store is temporarily unavailable, try again")
+    elif isinstance(exc, FileMissing):
+        # A row whose file is gone: lost, or written to another machine's disk.
+        log.warning("recording file missing", extra={"key": str(exc)})
+        domain = errors.NotFound()
     else:
         log.exception("unhandled error")
         domain = errors.DomainError(f"Internal error (request id {request_id})")

@@ -18,6 +18,7 @@ from meetings.v1 import recordings_pb2_grpc
 from server.delivery import mailer
 from server.domain import service_keys
 from server.storage.models import Recording
+from server.storage.recording_files import FilesystemStorage
 from tests.admin_panel.conftest import screenshot, sign_in
 from tests.conftest import Account
 from tests.delivery_helpers import email_loop, full_loop, networks
@@ -191,6 +192,7 @@ def test_a_rotated_secret_signs_the_next_delivery_and_resend(
     deliverer = full_loop(
         mailer.from_settings(None, tmp_path / "mail"),
         base_url=gateway.base,
+        storage=FilesystemStorage(tmp_path / "recordings"),
         allowed=networks("127.0.0.0/8"),
         rand=lambda: 0.5,
         worker_id="panel",

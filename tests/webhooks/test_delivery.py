@@ -23,6 +23,7 @@ from server.delivery import loop, mailer
 from server.domain import clock, recording_webhooks, service_keys, webhook_settings
 from server.storage import outbox
 from server.storage.models import Meeting, Outbox, Recording
+from server.storage.recording_files import FilesystemStorage
 from tests.conftest import REPO, Account, PgDatabase
 from tests.delivery_helpers import email_loop, full_loop, networks
 from tests.rpc_helpers import create, m_id
@@ -39,6 +40,7 @@ def make_deliverer(
     return full_loop(
         mailer.from_settings(None, tmp_path / "mail"),
         base_url="http://127.0.0.1:8080",
+        storage=FilesystemStorage(tmp_path / "recordings"),
         allowed=allowed,
         timeout=timeout,
         rand=lambda: 0.5,
