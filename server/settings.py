@@ -165,6 +165,10 @@ class Settings:
     grpc_port: int = 50051
     # None: start the embedded PostgreSQL server in data_dir.
     database_url: str | None = None
+    # LISTEN connections (chat fan-out, outbox wake-ups, recording control watches) need a
+    # session of their own: behind PgBouncer in transaction mode, a direct or session-mode
+    # URL. None: database_url.
+    database_listen_url: str | None = None
     data_dir: Path = Path("data")
     token_ttl_seconds: int = 7200
     grpc_workers: int = 16
@@ -256,6 +260,7 @@ class Settings:
             grpc_host=env.text("GRPC_HOST", d.grpc_host),
             grpc_port=env.integer("GRPC_PORT", d.grpc_port, 0, 65535),
             database_url=env.optional("DATABASE_URL"),
+            database_listen_url=env.optional("DATABASE_LISTEN_URL"),
             data_dir=env.path("DATA_DIR", d.data_dir),
             token_ttl_seconds=env.integer("TOKEN_TTL_SECONDS", d.token_ttl_seconds, 1, 90 * 86400),
             grpc_workers=env.integer("GRPC_WORKERS", d.grpc_workers, 1, 256),
@@ -339,6 +344,13 @@ class GatewaySettings:
     gateway_max_connections: int = 10000
     # Web origins whose pages may call the user API (CORS); `*`: any, as the hosted API allows.
     cors_allowed_origins: tuple[str, ...] = ("*",)
+    # TLS on the gateway listener (PEM files; both or neither): HTTPS with HTTP/2 by ALPN,
+    # native gRPC over TLS too. None: plaintext.
+    gateway_tls_cert_file: Path | None = None
+    gateway_tls_key_file: Path | None = None
+    # host:port of the gRPC servers, resolved by DNS (every address it has is a replica: a
+    # container platform's service name). Set, `make run`'s supervisor starts Envoy only.
+    gateway_upstream: str | None = None
     envoy_bin: Path = Path(sys.executable).parent / "envoy"
     envoy_config: Path = REPO / "envoy.yaml"
     envoy_log_level: str = "warning"
@@ -359,6 +371,9 @@ class GatewaySettings:
                 "GATEWAY_MAX_CONNECTIONS", d.gateway_max_connections, 1, 10_000_000
             ),
             cors_allowed_origins=env.origins("CORS_ALLOWED_ORIGINS", "*"),
+            gateway_tls_cert_file=env.optional_path("GATEWAY_TLS_CERT_FILE"),
+            gateway_tls_key_file=env.optional_path("GATEWAY_TLS_KEY_FILE"),
+            gateway_upstream=env.optional("GATEWAY_UPSTREAM"),
             envoy_bin=env.path("ENVOY_BIN", d.envoy_bin),
             envoy_config=env.path("ENVOY_CONFIG", d.envoy_config),
             envoy_log_level=env.choice("ENVOY_LOG_LEVEL", d.envoy_log_level, ENVOY_LOG_LEVELS),
