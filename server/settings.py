@@ -94,6 +94,13 @@ class _Env:
             raise SettingsError(f"{name} must be a port number (0 for any), got {raw!r}")
         return int(raw)
 
+    def host_port(self, name: str) -> str | None:
+        """`host:port` (a DNS name or an IPv4 address), or None when unset."""
+        raw = self._env.get(name) or None
+        if raw is not None and not re.fullmatch(r"[A-Za-z0-9.-]+:[0-9]{1,5}", raw):
+            raise SettingsError(f"{name} must be host:port such as server:50051, got {raw!r}")
+        return raw
+
     def rate(self, name: str, default: tuple[int, int]) -> tuple[int, int]:
         """`ATTEMPTS/SECONDS`, e.g. 30/60."""
         raw = self._env.get(name)
@@ -351,6 +358,9 @@ class GatewaySettings:
     # host:port of the gRPC servers, resolved by DNS (every address it has is a replica: a
     # container platform's service name). Set, `make run`'s supervisor starts Envoy only.
     gateway_upstream: str | None = None
+    # On SIGTERM the gateway fails /readyz but goes on serving this long, so that a load
+    # balancer probing it takes it out of rotation before it stops (Ctrl-C skips the wait).
+    gateway_drain_seconds: float = 5.0
     envoy_bin: Path = Path(sys.executable).parent / "envoy"
     envoy_config: Path = REPO / "envoy.yaml"
     envoy_log_level: str = "warning"
@@ -373,7 +383,10 @@ class GatewaySettings:
             cors_allowed_origins=env.origins("CORS_ALLOWED_ORIGINS", "*"),
             gateway_tls_cert_file=env.optional_path("GATEWAY_TLS_CERT_FILE"),
             gateway_tls_key_file=env.optional_path("GATEWAY_TLS_KEY_FILE"),
-            gateway_upstream=env.optional("GATEWAY_UPSTREAM"),
+            gateway_upstream=env.host_port("GATEWAY_UPSTREAM"),
+            gateway_drain_seconds=env.number(
+                "GATEWAY_DRAIN_SECONDS", d.gateway_drain_seconds, 0, 300
+            ),
             envoy_bin=env.path("ENVOY_BIN", d.envoy_bin),
             envoy_config=env.path("ENVOY_CONFIG", d.envoy_config),
             envoy_log_level=env.choice("ENVOY_LOG_LEVEL", d.envoy_log_level, ENVOY_LOG_LEVELS),

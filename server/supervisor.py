@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -61,6 +62,40 @@ def cors_origins(origins: tuple[str, ...]) -> str:
     else:
         matchers = [{"exact": origin} for origin in origins]
     return json.dumps(matchers, separators=(",", ":"))
+
+
+def tls_transport_socket(gateway: GatewaySettings) -> str:
+    """The listener's transport_socket for GATEWAY_TLS_CERT_FILE and _KEY_FILE as one-line
+    JSON, or `null` (plaintext) when neither is set."""
+    cert, key = gateway.gateway_tls_cert_file, gateway.gateway_tls_key_file
+    if cert is None and key is None:
+        return "null"
+    if cert is None or key is None:
+        raise StartupError(
+            "GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE go together: set both, or neither"
+        )
+    for setting, path in (("GATEWAY_TLS_CERT_FILE", cert), ("GATEWAY_TLS_KEY_FILE", key)):
+        if not os.access(path, os.R_OK):
+            raise StartupError(f"{setting}: cannot read {path}")
+    context = {
+        # HTTP/2 first (browsers, native gRPC), HTTP/1.1 for the rest; TLS 1.2 at least.
+        "alpn_protocols": ["h2", "http/1.1"],
+        "tls_certificates": [
+            {
+                "certificate_chain": {"filename": str(cert.resolve())},
+                "private_key": {"filename": str(key.resolve())},
+            }
+        ],
+    }
+    socket_config = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+            "DownstreamTlsContext",
+            "common_tls_context": context,
+        },
+    }
+    return json.dumps(socket_config, separators=(",", ":"))
 
 
 # The cluster's one endpoint in envoy.yaml (rendered or not), repeated once per server process.
@@ -178,27 +213,55 @@ def grpc_serving(address: str) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def _gateway_answers(host: str, port: int) -> bool:
-    """True once a REST call goes all the way through (an anonymous GET /session is a 401)."""
-    connection = http.client.HTTPConnection(host, port, timeout=2)
+def _gateway_status(gateway: GatewaySettings, path: str) -> int | None:
+    """The status of GET `path` on our own gateway (None: no answer)."""
+    host, port = gateway.gateway_host, gateway.gateway_port
+    if gateway.gateway_tls_cert_file is None:
+        connection = http.client.HTTPConnection(host, port, timeout=2)
+    else:
+        # Our own listener, probed by address: its certificate names the public host.
+        unverified = ssl._create_unverified_context()  # noqa: S323
+        connection = http.client.HTTPSConnection(host, port, timeout=2, context=unverified)
     try:
-        connection.request("GET", "/session")
-        return connection.getresponse().status == 401
+        connection.request("GET", path)
+        return connection.getresponse().status
     except OSError:
-        return False
+        return None
     finally:
         connection.close()
 
 
+def _drain_gateway(gateway: GatewaySettings) -> None:
+    """Fail /readyz (Envoy's health check filter), then go on serving GATEWAY_DRAIN_SECONDS
+    while load balancers notice."""
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.envoy_admin_port, timeout=2)
+    try:
+        connection.request("POST", "/healthcheck/fail")
+        connection.getresponse().read()
+    except OSError:
+        return  # Envoy is gone already: nothing to drain
+    finally:
+        connection.close()
+    print(f"draining: /readyz fails, serving {gateway.gateway_drain_seconds:g} s more", flush=True)
+    time.sleep(gateway.gateway_drain_seconds)
+
+
 def run(
-    settings: Settings, gateway: GatewaySettings, env: Mapping[str, str], stopping: Event
+    settings: Settings,
+    gateway: GatewaySettings,
+    env: Mapping[str, str],
+    stopping: Event,
+    drain: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Start everything, print where it is, and supervise until `stopping` or a child exits.
-    `env` is passed on to the children."""
-    ports = _server_ports(settings, gateway.server_processes)
-    settings = replace(settings, grpc_port=ports[0])
+    """Start everything, print where it is, and supervise until `stopping` or a child exits
+    (first draining the gateway if `drain()` says so). `env` is passed on to the children.
+    With GATEWAY_UPSTREAM, only Envoy, in front of servers that run elsewhere."""
     gateway = _with_free_ports(gateway)
     check_port_free(gateway.gateway_host, gateway.gateway_port, "GATEWAY_PORT")
+    if gateway.gateway_upstream is not None:
+        return _run_gateway(settings, gateway, env, stopping, drain)
+    ports = _server_ports(settings, gateway.server_processes)
+    settings = replace(settings, grpc_port=ports[0])
     config = _write_envoy_config(settings, gateway, ports)
     validate_envoy_config(gateway.envoy_bin, config, gateway.envoy_config)
 
@@ -211,23 +274,60 @@ def run(
     children: list[_Child] = []
     try:
         deadline = time.monotonic() + gateway.startup_timeout_seconds
+        scheme = "http" if gateway.gateway_tls_cert_file is None else "https"
         server_env = {
             # Download links point at the gateway unless PUBLIC_BASE_URL says otherwise.
-            "PUBLIC_BASE_URL": f"http://{gateway.gateway_host}:{gateway.gateway_port}",
+            "PUBLIC_BASE_URL": f"{scheme}://{gateway.gateway_host}:{gateway.gateway_port}",
             # Envoy is stopped before the servers: nothing to drain away from (unless set).
             "SHUTDOWN_DRAIN_SECONDS": "0",
             **env,
             "DATABASE_URL": url,
         }
         _start_servers(children, settings.grpc_host, ports, server_env, deadline, stopping)
-        _start_envoy(children, gateway, config, env, deadline, stopping)
+        # The whole path answers: an anonymous GET /session is a 401.
+        _start_envoy(children, gateway, config, env, deadline, stopping, ready_status=401)
         _announce(settings, gateway)
         return _supervise(children, stopping)
     finally:
-        for child in children:
-            child.stop(settings.shutdown_grace_seconds + 5)
+        _stop_children(children, gateway, settings, drain())
         if embedded is not None:
             embedded.stop()
+
+
+def _run_gateway(
+    settings: Settings,
+    gateway: GatewaySettings,
+    env: Mapping[str, str],
+    stopping: Event,
+    drain: Callable[[], bool],
+) -> int:
+    """Envoy alone, its cluster the addresses GATEWAY_UPSTREAM's name resolves to."""
+    config = _write_envoy_config(settings, gateway, [])
+    validate_envoy_config(gateway.envoy_bin, config, gateway.envoy_config)
+    children: list[_Child] = []
+    try:
+        deadline = time.monotonic() + gateway.startup_timeout_seconds
+        # Up when Envoy is (/healthz): the replicas may come later; /readyz tells.
+        _start_envoy(children, gateway, config, env, deadline, stopping, ready_status=200)
+        scheme = "http" if gateway.gateway_tls_cert_file is None else "https"
+        print(
+            f"Meetings gateway: {scheme}://{gateway.gateway_host}:{gateway.gateway_port}"
+            f" -> {gateway.gateway_upstream} (every address of the name is a replica)",
+            flush=True,
+        )
+        return _supervise(children, stopping)
+    finally:
+        _stop_children(children, gateway, settings, drain())
+
+
+def _stop_children(
+    children: list[_Child], gateway: GatewaySettings, settings: Settings, drain: bool
+) -> None:
+    """Envoy first (after its drain, when asked: SIGTERM), then the servers (they drain)."""
+    if drain and children and children[0].name == "Envoy" and children[0].process.poll() is None:
+        _drain_gateway(gateway)
+    for child in children:
+        child.stop(settings.shutdown_grace_seconds + 5)
 
 
 def _server_ports(settings: Settings, processes: int) -> list[int]:
@@ -246,20 +346,25 @@ def _with_free_ports(gateway: GatewaySettings) -> GatewaySettings:
 
 
 def _write_envoy_config(settings: Settings, gateway: GatewaySettings, ports: list[int]) -> Path:
-    """envoy.yaml rendered with the settings' ports, into DATA_DIR."""
+    """envoy.yaml rendered with the settings (the servers on `ports`, or GATEWAY_UPSTREAM),
+    into DATA_DIR."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = settings.data_dir / "envoy.yaml"
+    upstream = gateway.gateway_upstream
+    host, port = upstream.rsplit(":", 1) if upstream else (settings.grpc_host, settings.grpc_port)
     values: dict[str, str | int] = {
         "GATEWAY_HOST": gateway.gateway_host,
         "GATEWAY_PORT": gateway.gateway_port,
         "ENVOY_ADMIN_PORT": gateway.envoy_admin_port,
         "GATEWAY_MAX_CONNECTIONS": gateway.gateway_max_connections,
         "CORS_ALLOWED_ORIGINS": cors_origins(gateway.cors_allowed_origins),
-        "GRPC_HOST": settings.grpc_host,
-        "GRPC_PORT": settings.grpc_port,
+        "GATEWAY_TLS": tls_transport_socket(gateway),
+        "GRPC_CLUSTER_TYPE": "STRICT_DNS" if upstream else "STATIC",
+        "GRPC_HOST": host,
+        "GRPC_PORT": port,
     }
     rendered = render_envoy_config(gateway.envoy_config.read_text(), values)
-    config.write_text(with_server_ports(rendered, ports))
+    config.write_text(rendered if upstream else with_server_ports(rendered, ports))
     return config
 
 
@@ -290,16 +395,17 @@ def _start_envoy(
     env: Mapping[str, str],
     deadline: float,
     stopping: Event,
+    ready_status: int,
 ) -> None:
-    """Envoy, first in `children` (stopped first: no new requests), then wait until a REST call
-    goes through."""
+    """Envoy, first in `children` (stopped first: no new requests), then wait until it is
+    ready: GET /session answers `ready_status` (401: the whole path; 200: Envoy itself)."""
     args = [str(gateway.envoy_bin), "-c", str(config), "-l", gateway.envoy_log_level]
     # No hot restart is used, and without it several gateways can share a host (tests).
     args += ["--disable-hot-restart", "--drain-time-s", "2"]
     envoy = _Child("Envoy", _spawn(args, env))
     children.insert(0, envoy)
-    host, port = gateway.gateway_host, gateway.gateway_port
-    envoy.wait_ready(lambda: _gateway_answers(host, port), deadline, stopping)
+    path = "/session" if ready_status == 401 else "/healthz"
+    envoy.wait_ready(lambda: _gateway_status(gateway, path) == ready_status, deadline, stopping)
 
 
 def _supervise(children: list[_Child], stopping: Event) -> int:
@@ -314,7 +420,8 @@ def _supervise(children: list[_Child], stopping: Event) -> int:
 
 
 def _announce(settings: Settings, gateway: GatewaySettings) -> None:
-    base = f"http://{gateway.gateway_host}:{gateway.gateway_port}"
+    scheme = "http" if gateway.gateway_tls_cert_file is None else "https"
+    base = f"{scheme}://{gateway.gateway_host}:{gateway.gateway_port}"
     # The admin command finds the same database the same way (DATABASE_URL, or DATA_DIR).
     env = ""
     if settings.database_url is None and settings.data_dir != Settings().data_dir:
@@ -347,14 +454,17 @@ def main() -> int:
         return 2
     logs.configure(settings.log_level)
     stopping = Event()
+    terminated = Event()  # SIGTERM (an orchestrator): drain; SIGINT (Ctrl-C): stop now
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGTERM:
+            terminated.set()
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        return run(settings, gateway, os.environ, stopping)
+        return run(settings, gateway, os.environ, stopping, terminated.is_set)
     except StartupError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1

@@ -60,7 +60,7 @@ def test_render_replaces_only_the_named_values() -> None:
     placeholders = set(re.findall(r": \S+ # ([A-Z_]+)\b", template))
     assert placeholders == {
         "GATEWAY_HOST", "GATEWAY_PORT", "ENVOY_ADMIN_PORT", "GRPC_HOST", "GRPC_PORT",
-        "GATEWAY_MAX_CONNECTIONS", "CORS_ALLOWED_ORIGINS",
+        "GATEWAY_MAX_CONNECTIONS", "CORS_ALLOWED_ORIGINS", "GATEWAY_TLS", "GRPC_CLUSTER_TYPE",
     }  # fmt: skip
 
 

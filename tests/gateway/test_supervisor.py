@@ -21,7 +21,7 @@ import pytest
 from server import settings
 from tests.gateway.conftest import MEETING_KEYS, raw_request
 
-BASE_URL = re.compile(r"^Meetings REST API: http://127\.0\.0\.1:(\d+) ")
+BASE_URL = re.compile(r"^Meetings REST API: https?://127\.0\.0\.1:(\d+) ")
 
 
 @dataclass
