@@ -92,7 +92,10 @@ class Service:
         )
         # Set once draining is over: live chat watches end, and clients resume elsewhere.
         self.watches_ending = threading.Event()
-        self.chat_fanout = Fanout(database.connection_params(database_url), chat_watch.CHANNEL)
+        # A LISTEN holds its session: behind PgBouncer in transaction mode, DATABASE_LISTEN_URL
+        # (direct or session mode) carries it; the pool's URL serves everything else.
+        listen_url = settings.database_listen_url or database_url
+        self.chat_fanout = Fanout(database.connection_params(listen_url), chat_watch.CHANNEL)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(
             chat_service.ChatService(
                 self.chat_fanout,
@@ -121,7 +124,7 @@ class Service:
                 links,
                 storage,
                 max_bytes=settings.max_recording_bytes,
-                database_url=database_url,
+                listen_url=listen_url,
                 stopping=self.stopping,
             ),
             rpc.tolerant(self.server),
@@ -271,7 +274,7 @@ def delivery_thread(
         worker_id=settings.worker_id or loop.default_worker_id(),
         lease_seconds=settings.delivery_lease_seconds,
         poll_seconds=settings.delivery_poll_seconds,
-        listen_params=database.connection_params(database_url),
+        listen_params=database.connection_params(settings.database_listen_url or database_url),
     )
     return loop.DeliveryThread(delivery_loop)
 

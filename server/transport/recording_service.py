@@ -64,13 +64,14 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
         storage: Storage,
         *,
         max_bytes: int,
-        database_url: str,
+        listen_url: str,
         stopping: threading.Event,
     ) -> None:
         self._links = links
         self._storage = storage
         self._max_bytes = max_bytes
-        self._database_url = database_url
+        # Each control watch LISTENs on a connection of its own, made from this URL.
+        self._listen_url = listen_url
         self._stopping = stopping
 
     @rpc.handler(credential=rpc.MEDIA)
@@ -112,6 +113,6 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
         self, request: pb.WatchRecordingControlRequest, context: Context, caller: None
     ) -> Iterator[pb.RecordingControlEvent]:
         after_id = request.after_id if request.HasField("after_id") else None
-        watch = recording_control.Watch(self._database_url, after_id)
+        watch = recording_control.Watch(self._listen_url, after_id)
         events = watch.events(lambda: context.is_active() and not self._stopping.is_set())
         return (convert.control_event_to_pb(event) for event in events)
