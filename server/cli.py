@@ -5,8 +5,11 @@
     meetings-admin settings [--meeting-url-template T] [--sender S]   # show, or change and show
     meetings-admin service-key admin|media   # a new admin API / media server key (shown once)
     meetings-admin app [--id N] [--rotate]   # the application's id, auth key and auth secret
+    meetings-admin migrate              # apply the schema migrations (before an upgrade)
 
-It uses DATABASE_URL, or the embedded server in DATA_DIR (started if it is not running).
+It uses DATABASE_URL, or the embedded server in DATA_DIR (the running one, or started for the
+command if the service is stopped); it never makes a new database: without one it exits with
+status 2, naming where it looked.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from server.domain import applications, auth, errors, meeting_settings, service_keys
-from server.settings import Settings, SettingsError
+from server.settings import REPO, Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 
 
@@ -46,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     application.add_argument("--id", type=int, help="a new application id")
     application.add_argument(
         "--rotate", action="store_true", help="new auth key and secret (the old ones stop working)"
+    )
+    commands.add_parser(
+        "migrate", help="apply the schema migrations not yet applied, and print them"
     )
     return parser
 
@@ -78,6 +86,30 @@ def _application(args: argparse.Namespace, settings: Settings) -> None:
     print(f"application_id = {app.id}\nauth_key = {app.auth_key}\nauth_secret = {app.auth_secret}")
 
 
+def _migrate(pool: Any) -> None:
+    """Every other command migrates first too; this one lets an operator do it as a step of
+    its own (before starting upgraded servers), under the same advisory lock."""
+    names = {version: name for version, name, _ in migrations.MIGRATIONS}
+    applied = migrations.migrate(pool)
+    for version in applied:
+        print(f"applied migration {version}: {names[version]}")
+    if not applied:
+        print(f"schema up to date (version {migrations.current_version(pool)})")
+
+
+def _no_database(pgdata: Path, data_dir: Path) -> str:
+    message = (
+        f"meetings-admin: no database in {pgdata} (DATA_DIR={data_dir}), and this command"
+        " does not create one. Set DATA_DIR to the service's data directory, or DATABASE_URL"
+        " to its database."
+    )
+    # `make run` (and the README) keep it in the checkout's data/, whatever the shell's cwd.
+    default = embedded_db.pgdata_of(REPO / Settings().data_dir)
+    if default != pgdata and (default / "PG_VERSION").is_file():
+        message += f" There is one in {default}: DATA_DIR={default.parent}"
+    return message
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "create-user": _create_user,
     "token": _token,
@@ -95,11 +127,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     url = settings.database_url
-    embedded = None
     if url is None:
-        embedded = embedded_db.EmbeddedPostgres(settings.data_dir)
-        url = embedded.url()
-    pool = database.connect(url, 2)
+        try:
+            # Joins the service's server when it runs (the wrapper leaves it running when
+            # this process exits), else starts it for the command and stops it after.
+            url = embedded_db.EmbeddedPostgres(settings.data_dir, create=False).url()
+        except embedded_db.NoCluster as missing:
+            print(_no_database(missing.pgdata, settings.data_dir), file=sys.stderr)
+            return 2
+    # Behind PgBouncer in transaction mode, as the servers: no prepared statements.
+    pool = database.connect(url, 2, prepared=settings.db_prepared_statements)
+    if args.command == "migrate":
+        try:
+            _migrate(pool)
+        finally:
+            pool.close_all()
+        return 0
     migrations.migrate(pool)
     try:
         with pool.connection_context():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,7 +18,7 @@ import psycopg2
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc
 from server.domain import applications, auth
-from tests.conftest import REPO, Account, PgDatabase
+from tests.conftest import REPO, Account, PgDatabase, _create_database, _drop_database
 from tests.rpc_helpers import create, m_id, update
 
 
@@ -142,3 +143,107 @@ def test_cli_shows_and_changes_the_application_credentials(postgres: PgDatabase,
     assert rotated["auth_key"] != first["auth_key"]
     assert rotated["auth_secret"] != first["auth_secret"]
     assert applications.current().auth_key == rotated["auth_key"]
+
+
+# The installed entry point, run as an operator would: from a directory of their own.
+ADMIN = str(Path(sys.executable).parent / "meetings-admin")
+
+
+def _admin_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATA_DIR")}
+    return {**env, **settings}
+
+
+def run_admin(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ADMIN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cli_without_a_database_refuses_and_creates_none(tmp_path: Path) -> None:
+    # DATA_DIR unset: the default `data` is relative to where the command is run.
+    refused = run_admin(tmp_path, _admin_env(), "token", "alice")
+    assert refused.returncode == 2
+    assert str(tmp_path / "data" / "pg") in refused.stderr
+    assert "Set DATA_DIR to the service's data directory, or DATABASE_URL" in refused.stderr
+    assert refused.stdout == ""
+    elsewhere = tmp_path / "elsewhere"
+    refused = run_admin(tmp_path, _admin_env(DATA_DIR=str(elsewhere)), "migrate")
+    assert refused.returncode == 2
+    assert f"no database in {elsewhere / 'pg'}" in refused.stderr
+    assert list(tmp_path.iterdir()) == []  # no data directory, no cluster
+
+
+def test_cli_uses_the_running_service_embedded_database(tmp_path: Path) -> None:
+    data_dir = tmp_path / "service-data"
+    port = free_port()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "server"],
+        env=_admin_env(
+            DATA_DIR=str(data_dir),
+            GRPC_PORT=str(port),
+            DELIVERY_ENABLED="false",
+            SHUTDOWN_DRAIN_SECONDS="0",
+        ),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    postmaster = data_dir / "pg" / "postmaster.pid"
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=60)
+        stub = meetings_pb2_grpc.MeetingServiceStub(channel)
+        server_pid = postmaster.read_text().split()[0]
+
+        env = _admin_env(DATA_DIR=str(data_dir))
+        made = run_admin(tmp_path, env, "create-user", "olga", "--password", "a long secret")
+        assert made.returncode == 0, made.stderr
+        token = run_admin(tmp_path, env, "token", "olga")
+        assert token.returncode == 0, token.stderr
+        migrated = run_admin(tmp_path, env, "migrate")
+        assert (migrated.returncode, migrated.stdout) == (0, "schema up to date (version 6)\n")
+
+        # The user and token are the service's: it accepts the token, and its database
+        # server is the one it started, still running after the commands exited.
+        auth = (("cb-token", token.stdout.strip()),)
+        olga = Account(0, "olga", "", token.stdout.strip())
+        create(stub, olga, name="Made with the CLI's token")
+        page = stub.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=auth, timeout=5)
+        assert [m.name for m in page.items] == ["Made with the CLI's token"]
+        assert postmaster.read_text().split()[0] == server_pid
+        assert not (tmp_path / "data").exists()
+        channel.close()
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=30)
+    assert service.returncode == 0, service.stderr.read() if service.stderr else ""
+    assert not postmaster.exists()  # the service stopped its server; the CLI left it alone
+
+    # With the service stopped, the command starts the server for itself and stops it again.
+    env = _admin_env(DATA_DIR=str(data_dir))
+    token = run_admin(tmp_path, env, "token", "olga")
+    assert token.returncode == 0, token.stderr
+    assert not postmaster.exists()
+
+
+def test_cli_migrate_applies_the_migrations_and_reports_them(postgres: PgDatabase) -> None:
+    name = f"meetings_migrate_{os.getpid()}"
+    _create_database(postgres.admin_url, name)
+    try:
+        url = postgres.url.replace(f"/{postgres.name}", f"/{name}", 1)
+        env = _admin_env(DATABASE_URL=url)
+        first = run_admin(REPO, env, "migrate")
+        assert first.returncode == 0, first.stderr
+        lines = first.stdout.splitlines()
+        assert [line.split(":")[0] for line in lines] == [
+            f"applied migration {version}" for version in range(1, 7)
+        ]
+        assert lines[0].endswith(
+            ": users, sessions, meetings, attendees, chat dialogs, recording events"
+        )
+        again = run_admin(REPO, env, "migrate")
+        assert (again.returncode, again.stdout) == (0, "schema up to date (version 6)\n")
+    finally:
+        _drop_database(postgres.admin_url, name)

