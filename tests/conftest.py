@@ -26,6 +26,8 @@ from server import app
 from server.domain import auth, service_keys
 from server.settings import Settings
 from server.storage import database, embedded_db, migrations
+from tests import log_secrets
+from tests.object_store import SECRET_KEY as S3_SECRET_KEY
 from tests.object_store import ObjectStore, start_object_store
 
 
@@ -51,6 +53,19 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.basetemp = _OWN_BASETEMP.setdefault(
             "path", tempfile.mkdtemp(prefix="meetings-tests-")
         )
+    log_secrets.install()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The service's log lines in this process, in the run's folder (tests/log_secrets.py)."""
+    log_secrets.start_log(tmp_path_factory.getbasetemp())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Passwords the tests use everywhere, and the object store's secret key.
+    fixed = [("correct horse battery", "a password"), (S3_SECRET_KEY, "the S3 secret key")]
+    log_secrets.check(session, Path(session.config.option.basetemp), fixed)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -166,6 +166,9 @@ def test_interrupted_and_refused_uploads_leave_nothing_in_the_bucket(
     future.cancel()
     release.set()
 
+    with pytest.raises(grpc.FutureCancelledError):
+        future.result(timeout=10)
+
     mismatch = rpc_error(lambda: upload(media, media_key, meeting_id, data=data, sha256="0" * 64))
     assert trailers(mismatch)["cb-error-body"] == (
         '{"errors":{"sha256":["does not match the bytes received"]}}'
