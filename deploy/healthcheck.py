@@ -11,34 +11,10 @@ The settings are read as the processes read them (server.settings), so ports and
 
 from __future__ import annotations
 
-import http.client
-import ssl
 import sys
 
 from server.settings import GatewaySettings, Settings, SettingsError
-from server.supervisor import grpc_serving
-
-
-def gateway_alive(gateway: GatewaySettings, timeout: float = 3.0) -> bool:
-    # Loopback, this container's own Envoy: the certificate names the public host, not
-    # 127.0.0.1, and what is checked here is that Envoy answers, so it is not verified.
-    connection: http.client.HTTPConnection
-    if gateway.gateway_tls_cert_file is not None:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(
-            "127.0.0.1", gateway.gateway_port, timeout=timeout, context=context
-        )
-    else:
-        connection = http.client.HTTPConnection("127.0.0.1", gateway.gateway_port, timeout=timeout)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+from server.supervisor import gateway_status, grpc_serving
 
 
 def main() -> int:
@@ -49,7 +25,8 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 1
     if gateway.gateway_upstream is not None:
-        healthy = gateway_alive(gateway)
+        # Loopback: this container's own Envoy, whatever address it listens on.
+        healthy = gateway_status(gateway, "/healthz", host="127.0.0.1") == 200
     else:
         healthy = grpc_serving(f"127.0.0.1:{settings.grpc_port}")
     return 0 if healthy else 1

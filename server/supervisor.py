@@ -213,9 +213,10 @@ def grpc_serving(address: str) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def _gateway_status(gateway: GatewaySettings, path: str) -> int | None:
-    """The status of GET `path` on our own gateway (None: no answer)."""
-    host, port = gateway.gateway_host, gateway.gateway_port
+def gateway_status(gateway: GatewaySettings, path: str, host: str | None = None) -> int | None:
+    """The status of GET `path` on our own gateway, at GATEWAY_HOST or `host` (None: no
+    answer). Unverified over TLS: what is probed is that Envoy answers."""
+    host, port = host or gateway.gateway_host, gateway.gateway_port
     if gateway.gateway_tls_cert_file is None:
         connection = http.client.HTTPConnection(host, port, timeout=2)
     else:
@@ -405,7 +406,7 @@ def _start_envoy(
     envoy = _Child("Envoy", _spawn(args, env))
     children.insert(0, envoy)
     path = "/session" if ready_status == 401 else "/healthz"
-    envoy.wait_ready(lambda: _gateway_status(gateway, path) == ready_status, deadline, stopping)
+    envoy.wait_ready(lambda: gateway_status(gateway, path) == ready_status, deadline, stopping)
 
 
 def _supervise(children: list[_Child], stopping: Event) -> int:

@@ -4,7 +4,6 @@ would be. Nothing is patched in-process: the server under test only sees a URL."
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,12 @@ from typing import Any
 import boto3
 
 from server.settings import Settings
+from server.supervisor import free_port
 
 # moto accepts any credentials; these are what the tests' servers and clients both use.
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key-not-real"
 REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -80,7 +73,7 @@ def fetch(url: str) -> tuple[int, bytes, Message]:
 
 
 def start_object_store(log: Path) -> Iterator[ObjectStore]:
-    port = _free_port()
+    port = free_port("127.0.0.1")
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from server import supervisor
 from tests.conftest import REPO, PgDatabase
+from tests.gateway.conftest import Gateway, start_envoy, stop_envoy
 
 
 @dataclass
@@ -46,3 +49,31 @@ class Replica:
         self.process.send_signal(sig)
         self.process.wait(timeout=30)
         return time.monotonic() - began
+
+
+@contextlib.contextmanager
+def behind_envoy(
+    postgres: PgDatabase, tmp: Path, envs: list[dict[str, str]]
+) -> Iterator[tuple[list[Replica], Gateway]]:
+    """One replica per entry of `envs` (its extra settings), all behind one Envoy, each seen
+    healthy by its health checks; whatever is still running is killed on exit."""
+    made = [
+        Replica(supervisor.free_port("127.0.0.1"), tmp / f"replica{n}.log", env)
+        for n, env in enumerate(envs)
+    ]
+    for replica in made:
+        replica.start(postgres)
+    envoy, gateway = start_envoy(tmp, *(replica.port for replica in made))
+    try:
+        deadline = time.monotonic() + 30
+        while gateway.call("GET", "/session").status != 401:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(2.5)  # every replica seen healthy by the health checks
+        yield made, gateway
+    finally:
+        stop_envoy(envoy)
+        for replica in made:
+            if replica.process is not None and replica.process.poll() is None:
+                replica.process.kill()
+                replica.process.wait()

@@ -33,10 +33,10 @@ from server.domain import download_links, recordings, service_keys
 from server.storage.models import Recording
 from server.storage.recording_files import FilesystemStorage
 from server.storage.recording_objects import PART_SIZE
+from server.supervisor import free_port
 from tests.conftest import REPO, Account, PgDatabase, admin_metadata
 from tests.object_store import ACCESS_KEY, ObjectStore, fetch
 from tests.rpc_helpers import create, m_id, rpc_error, trailers
-from tests.test_process import free_port
 from tests.test_recordings import download, link_parts, upload, upload_messages
 
 PREFIX = "recordings/"
@@ -80,6 +80,12 @@ def media_key(db: Any) -> str:
 @pytest.fixture
 def media(channel: grpc.Channel) -> Any:
     return recordings_pb2_grpc.MediaServiceStub(channel)
+
+
+@pytest.fixture
+def meeting_id(channel: grpc.Channel, accounts: dict[str, Account]) -> str:
+    """A meeting of the host's, made on the server under test."""
+    return m_id(create(meetings_pb2_grpc.MeetingServiceStub(channel), accounts["host"]))
 
 
 def _listed(channel: grpc.Channel, meeting_id: str, who: Account) -> list[rpb.Recording]:
@@ -129,9 +135,8 @@ def test_an_upload_goes_up_in_parts_and_downloads_from_the_stores_own_link(
 
 
 def test_a_gateway_link_made_before_the_move_streams_from_the_store(
-    channel: grpc.Channel, media: Any, accounts: dict[str, Account], media_key: str
+    channel: grpc.Channel, media: Any, media_key: str, meeting_id: str
 ) -> None:
-    meeting_id = m_id(create(meetings_pb2_grpc.MeetingServiceStub(channel), accounts["host"]))
     made = upload(media, media_key, meeting_id, data=b"old link" * 1000)
     secret = service_keys.secret(service_keys.DOWNLOAD_SIGNING)
     link = download_links.make_url("http://127.0.0.1:8080", secret, getattr(made, "_id"), 60)
@@ -143,12 +148,11 @@ def test_a_gateway_link_made_before_the_move_streams_from_the_store(
 def test_interrupted_and_refused_uploads_leave_nothing_in_the_bucket(
     channel: grpc.Channel,
     media: Any,
-    accounts: dict[str, Account],
     media_key: str,
     object_store: ObjectStore,
     bucket: str,
+    meeting_id: str,
 ) -> None:
-    meeting_id = m_id(create(meetings_pb2_grpc.MeetingServiceStub(channel), accounts["host"]))
     data = os.urandom(PART_SIZE + 1000)  # a part is already in the store when it fails
     sent = threading.Event()
     release = threading.Event()
@@ -222,8 +226,8 @@ def test_the_sweeper_removes_what_crashes_left_and_nothing_else(
     media_key: str,
     object_store: ObjectStore,
     bucket: str,
+    meeting_id: str,
 ) -> None:
-    meeting_id = m_id(create(meetings_pb2_grpc.MeetingServiceStub(channel), accounts["host"]))
     made = upload(media, media_key, meeting_id, data=b"a recording")
     s3 = object_store.client()
     # A crash after the upload completed but before its row was written, one during an
@@ -267,7 +271,7 @@ def test_an_unreachable_store_is_unavailable_not_an_internal_error(
 ) -> None:
     from server.settings import Settings
 
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     settings = Settings(grpc_port=0, data_dir=tmp_path, s3_bucket="gone", s3_endpoint_url=closed,
                         s3_access_key_id="k", s3_secret_access_key="s")  # fmt: skip
     service = app.Service(settings, postgres.url, pool)
@@ -292,7 +296,7 @@ def test_a_server_with_an_unreachable_store_refuses_to_start(tmp_path: Path) -> 
         "DATA_DIR": str(tmp_path),
         "DATABASE_URL": "postgresql://127.0.0.1:1/none",
         "S3_BUCKET": "recordings",
-        "S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port('127.0.0.1')}",
         "S3_ACCESS_KEY_ID": "k",
         "S3_SECRET_ACCESS_KEY": "a-secret-that-must-not-be-printed",
     }

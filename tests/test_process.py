@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,15 +17,9 @@ import psycopg2
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc
 from server.domain import applications, auth
+from server.supervisor import free_port
 from tests.conftest import REPO, Account, PgDatabase, _create_database, _drop_database
 from tests.rpc_helpers import create, m_id, update
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def run_cli(postgres: PgDatabase, *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,7 +63,7 @@ def test_cli_creates_a_user_and_prints_a_working_token(postgres: PgDatabase, db:
 def test_sigterm_lets_in_flight_calls_finish(postgres: PgDatabase, db: Any) -> None:
     auth.create_user("host", "correct horse battery")
     token = auth.issue_token("host", 3600).token
-    port = free_port()
+    port = free_port("127.0.0.1")
     env = {
         **os.environ,
         "DATABASE_URL": postgres.url,
@@ -176,7 +169,7 @@ def test_cli_without_a_database_refuses_and_creates_none(tmp_path: Path) -> None
 
 def test_cli_uses_the_running_service_embedded_database(tmp_path: Path) -> None:
     data_dir = tmp_path / "service-data"
-    port = free_port()
+    port = free_port("127.0.0.1")
     service = subprocess.Popen(
         [sys.executable, "-m", "server"],
         env=_admin_env(

@@ -22,9 +22,9 @@ from meetings.v1 import recordings_pb2_grpc
 from server import app
 from server.domain import service_keys
 from server.storage.models import Meeting, Recording
+from server.supervisor import free_port
 from tests.conftest import REPO, Account, PgDatabase
 from tests.rpc_helpers import create, m_id, rpc_error, trailers, update
-from tests.test_process import free_port
 
 PAYLOAD = os.urandom(700_000)
 
@@ -295,7 +295,7 @@ def test_record_toggles_reach_a_watcher_on_another_process(
 ) -> None:
     host = accounts["host"]
     meeting = create(meeting_stub, host)
-    port = free_port()
+    port = free_port("127.0.0.1")
     env = {
         **os.environ,
         "DATABASE_URL": postgres.url,

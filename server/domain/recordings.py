@@ -237,7 +237,6 @@ class DownloadLinks:
     ttl_seconds: int
 
     def urls(self, views: Iterable[RecordingView]) -> list[str]:
-        views = list(views)
         secret: bytes | None = None
         found = []
         for view in views:

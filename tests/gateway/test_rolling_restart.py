@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from server import supervisor
 from tests.conftest import Account, PgDatabase
-from tests.gateway.conftest import Gateway, create_meeting, start_envoy, stop_envoy
-from tests.replicas import Replica
+from tests.gateway.conftest import Gateway, create_meeting
+from tests.replicas import Replica, behind_envoy
 
 LOAD_THREADS = 4
 
@@ -83,25 +82,8 @@ class Load:
 def replicas(
     postgres: PgDatabase, tmp_path: Path, pool: Any
 ) -> Iterator[tuple[list[Replica], Gateway]]:
-    made = [
-        Replica(supervisor.free_port("127.0.0.1"), tmp_path / f"replica{n}.log") for n in range(2)
-    ]
-    for replica in made:
-        replica.start(postgres)
-    envoy, gateway = start_envoy(tmp_path, made[0].port, made[1].port)
-    try:
-        deadline = time.monotonic() + 30
-        while gateway.call("GET", "/session").status != 401:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        time.sleep(2.5)  # both replicas seen healthy by the health checks
-        yield made, gateway
-    finally:
-        stop_envoy(envoy)
-        for replica in made:
-            if replica.process is not None and replica.process.poll() is None:
-                replica.process.kill()
-                replica.process.wait()
+    with behind_envoy(postgres, tmp_path, [{}, {}]) as running:
+        yield running
 
 
 def _steady(load: Load, seconds: float) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,11 @@ import pytest
 from meetings.v1 import admin_pb2 as apb
 from meetings.v1 import admin_pb2_grpc, recordings_pb2_grpc
 from meetings.v1 import recordings_pb2 as rpb
-from server import supervisor
 from server.domain import service_keys
 from tests.conftest import Account, PgDatabase, admin_metadata
-from tests.gateway.conftest import Gateway, create_meeting, start_envoy, stop_envoy
+from tests.gateway.conftest import Gateway, create_meeting
 from tests.object_store import ObjectStore, fetch
-from tests.replicas import Replica
+from tests.replicas import Replica, behind_envoy
 from tests.test_recordings import upload
 
 
@@ -37,30 +35,12 @@ def bucket(object_store: ObjectStore) -> str:
 def replicas(
     postgres: PgDatabase, tmp_path: Path, pool: Any, object_store: ObjectStore, bucket: str
 ) -> Iterator[tuple[list[Replica], Gateway]]:
-    made = [
-        Replica(
-            supervisor.free_port("127.0.0.1"),
-            tmp_path / f"replica{n}.log",
-            {**object_store.env(bucket), "DATA_DIR": str(tmp_path / f"data{n}")},
-        )
-        for n in range(2)
-    ]
-    for replica in made:
-        replica.start(postgres)
-    envoy, gateway = start_envoy(tmp_path, made[0].port, made[1].port)
-    try:
-        deadline = time.monotonic() + 30
-        while gateway.call("GET", "/session").status != 401:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        time.sleep(2.5)  # both replicas seen healthy by the health checks
-        yield made, gateway
-    finally:
-        stop_envoy(envoy)
-        for replica in made:
-            if replica.process is not None and replica.process.poll() is None:
-                replica.process.kill()
-                replica.process.wait()
+    with behind_envoy(
+        postgres,
+        tmp_path,
+        [{**object_store.env(bucket), "DATA_DIR": str(tmp_path / f"data{n}")} for n in range(2)],
+    ) as running:
+        yield running
 
 
 def test_what_one_replica_stores_the_other_serves(

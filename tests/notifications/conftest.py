@@ -7,7 +7,6 @@ import email
 import email.parser
 import email.policy
 import functools
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,14 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from server.delivery import loop, mailer
+from server.supervisor import free_port
 from tests.delivery_helpers import email_loop
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -151,7 +144,7 @@ class _Handler:
 
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
-    state = SmtpServer(port=free_port())
+    state = SmtpServer(port=free_port("127.0.0.1"))
     controller = Controller(_Handler(state), hostname="127.0.0.1", port=state.port)
     controller.start()
     yield state

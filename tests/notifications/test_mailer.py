@@ -18,12 +18,12 @@ from meetings.v1 import meetings_pb2 as pb
 from server.delivery import email_sender, loop, mailer
 from server.domain import emails, meeting_settings
 from server.storage import outbox
+from server.supervisor import free_port
 from tests.conftest import Account
 from tests.notifications.conftest import (
     SmtpServer,
     _Handler,
     deliver_all,
-    free_port,
     make_due,
     outbox_rows,
 )
@@ -147,7 +147,9 @@ def test_one_connection_is_reused_across_messages(
 
 
 def test_an_unreachable_server_is_a_temporary_failure() -> None:
-    sender = mailer.SmtpMailer(mailer.parse_url(f"smtp://127.0.0.1:{free_port()}?timeout=2"))
+    sender = mailer.SmtpMailer(
+        mailer.parse_url(f"smtp://127.0.0.1:{free_port('127.0.0.1')}?timeout=2")
+    )
     outcome = sender.send(_message(), "from@example.com", ["a@example.org"])
     assert outcome.delivered == [] and outcome.permanent == {}
     assert outcome.temporary["a@example.org"].startswith("cannot connect to 127.0.0.1:")
@@ -160,7 +162,7 @@ def test_login_with_the_credentials_of_the_url() -> None:
         seen.append((auth.login.decode(), auth.password.decode()))
         return AuthResult(success=auth.password == b"p@ss word", handled=False)
 
-    state = SmtpServer(port=free_port())
+    state = SmtpServer(port=free_port("127.0.0.1"))
     controller = Controller(
         _Handler(state),
         hostname="127.0.0.1",

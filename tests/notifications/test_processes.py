@@ -19,8 +19,9 @@ import grpc
 
 from meetings.v1 import meetings_pb2_grpc
 from server.domain import auth
+from server.supervisor import free_port
 from tests.conftest import REPO, Account, PgDatabase
-from tests.notifications.conftest import SmtpServer, free_port
+from tests.notifications.conftest import SmtpServer
 from tests.rpc_helpers import create
 
 MEETING = {
@@ -37,7 +38,7 @@ MEETING = {
 class Server:
     def __init__(self, postgres: PgDatabase, folder: Path, name: str, **env: str) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = free_port("127.0.0.1")
         folder.mkdir(parents=True, exist_ok=True)
         self.log = folder / f"{name}.log"
         environment = {

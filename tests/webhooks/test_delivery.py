@@ -24,10 +24,10 @@ from server.domain import clock, recording_webhooks, service_keys, webhook_setti
 from server.storage import outbox
 from server.storage.models import Meeting, Outbox, Recording
 from server.storage.recording_files import FilesystemStorage
+from server.supervisor import free_port
 from tests.conftest import REPO, Account, PgDatabase
 from tests.delivery_helpers import email_loop, full_loop, networks
 from tests.rpc_helpers import create, m_id
-from tests.test_process import free_port
 from tests.test_recordings import upload
 from tests.webhooks.conftest import Delivery, Receiver, Reply
 
@@ -302,7 +302,7 @@ def test_two_server_processes_deliver_each_meeting_once(
         env = {
             **os.environ,
             "DATABASE_URL": postgres.url,
-            "GRPC_PORT": str(free_port()),
+            "GRPC_PORT": str(free_port("127.0.0.1")),
             "DATA_DIR": str(scenario.tmp_path / f"p{n}"),
             "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
             "DELIVERY_POLL_SECONDS": "0.2",
