@@ -23,7 +23,16 @@ from typing import Any
 
 import psycopg2
 
-from bench import db_ceiling, delivery_bench, grpc_load, list_plan, rest_load, seed, stack
+from bench import (
+    db_ceiling,
+    delivery_bench,
+    grpc_load,
+    list_plan,
+    recording_bench,
+    rest_load,
+    seed,
+    stack,
+)
 from bench.grpc_load import Workload
 from server.domain import auth, meetings
 from server.storage import database
@@ -47,10 +56,12 @@ class Size:
     own_meetings: int
     reminders: int
     delivery_timeout: float
+    recording_mib: int  # one recording's size, uploaded and downloaded per round
+    recording_rounds: int
 
 
-FULL = Size(16, 4.0, 100_000, (1_000, 10_000), (100_000, 1_000_000), 500, 10_000, 150.0)
-QUICK = Size(16, 1.0, 300, (200, 2_000), (2_000, 20_000), 50, 100, 30.0)
+FULL = Size(16, 4.0, 100_000, (1_000, 10_000), (100_000, 1_000_000), 500, 10_000, 150.0, 100, 3)
+QUICK = Size(16, 1.0, 300, (200, 2_000), (2_000, 20_000), 50, 100, 30.0, 4, 1)
 
 
 def prepare(pg: stack.Postgres, prefix: str, users: int, count: int, own: int) -> dict[str, Any]:
@@ -333,6 +344,11 @@ def _run(pg: stack.Postgres, size: Size, workdir: Path, report: dict[str, Any]) 
 
     print("reminder delivery", flush=True)
     report["delivery"] = delivery(pg, small, size, workdir)
+
+    print(f"recordings: {size.recording_mib} MiB, file system and object store", flush=True)
+    report["recordings"] = recording_bench.run(
+        small, size.recording_mib, size.recording_rounds, workdir
+    )
     report["fractions"] = fractions(report)
 
 
@@ -422,6 +438,7 @@ def render_table(report: dict[str, Any]) -> str:
             f"p99 {r['p99_late_ms']:.0f} ms (target >= 70% and p99 < 1 s: "
             f"{'yes' if ok else 'NO'})"
         )
+    lines.extend(recording_bench.render(report["recordings"]))
     return "\n".join(lines)
 
 

@@ -52,4 +52,9 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     for processes in (1, 2):
         assert delivery[f"processes_{processes}"]["messages"] == report["size"]["reminders"]
         assert delivery[f"processes_{processes}"]["rate"] > 0
+    recordings = report["recordings"]
+    for backend in ("filesystem", "object_store"):
+        assert recordings[backend]["upload_mib_s"] > 0, backend
+        assert recordings[backend]["download_mib_s"] > 0, backend
+        assert recordings[backend]["rss_peak_mib"] > 0, backend
     assert "scenario" in result.stdout  # the table was printed

@@ -1,7 +1,8 @@
 """Recording files in an S3-compatible object store (AWS S3, MinIO, Ceph, R2) through boto3.
 
-Uploads go up in multipart parts as they arrive, so a process holds at most one part per
-upload in memory, and the object exists only once the upload is completed: an aborted one
+Uploads go up in multipart parts as they arrive, one part in flight while the next fills,
+so a process holds at most two parts per upload in memory, and the object exists only once
+the upload is completed: an aborted one
 leaves nothing (and one cut off by a crash leaves an incomplete multipart upload, which the
 sweeper aborts). Downloads are the store's own pre-signed GET links.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,11 +81,11 @@ class _MultipartUpload:
         self._key = key
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
+        self._in_flight: Future[dict[str, Any]] | None = None
         self._hash = hashlib.sha256()
         self._size = 0
-        self._upload_id: str | None = None
         self._done = False
-        self._upload_id = store.call(
+        self._upload_id: str = store.call(
             "create_multipart_upload", Key=key, ContentType="application/octet-stream"
         )["UploadId"]
 
@@ -96,19 +98,29 @@ class _MultipartUpload:
             del self._buffer[:PART_SIZE]
 
     def _send(self, part: bytes) -> None:
+        """Hand `part` to the store's part senders once the one before it is in: the stream
+        goes on filling the next part meanwhile (make bench, 100 MiB into moto on 2 cores:
+        0.57x of plain boto3's rate one part at a time, 0.62x pipelined)."""
+        self._settle()
         number = len(self._parts) + 1
-        answer = self._store.call(
+        self._in_flight = self._store.submit(
             "upload_part", Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=part
         )
-        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    def _settle(self) -> None:
+        """Wait for the part in flight; its failure (StorageUnavailable) is raised here."""
+        if self._in_flight is not None:
+            sent, self._in_flight = self._in_flight, None
+            self._parts.append({"PartNumber": len(self._parts) + 1, "ETag": sent.result()["ETag"]})
 
     def written(self) -> StoredFile:
         return StoredFile(self._key, self._size, self._hash.hexdigest())
 
     def commit(self) -> StoredFile:
-        if self._buffer or not self._parts:
+        if self._buffer or not (self._parts or self._in_flight):
             self._send(bytes(self._buffer))
             self._buffer.clear()
+        self._settle()
         self._store.call(
             "complete_multipart_upload",
             Key=self._key,
@@ -122,6 +134,10 @@ class _MultipartUpload:
         if not self._done:
             self._done = True
             self._buffer.clear()
+            try:
+                self._settle()  # a part still going up would outlive the abort
+            except StorageUnavailable:
+                pass
             try:
                 self._store.call("abort_multipart_upload", Key=self._key, UploadId=self._upload_id)
             except StorageUnavailable:
@@ -138,6 +154,8 @@ class S3Storage:
         self._signer = _client(
             location, location.public_endpoint_url or location.endpoint_url, connections
         )
+        # Parts go up from here (boto3 clients are thread-safe), one per upload at a time.
+        self._senders = ThreadPoolExecutor(connections, thread_name_prefix="s3-parts")
 
     def call(self, operation: str, **params: Any) -> Any:
         """One S3 call on the bucket; StorageUnavailable when the store cannot answer."""
@@ -149,6 +167,10 @@ class S3Storage:
             raise _unavailable(exc) from None
         except BotoCoreError as exc:
             raise _unavailable(exc) from None
+
+    def submit(self, operation: str, **params: Any) -> Future[Any]:
+        """`call` on a sender thread."""
+        return self._senders.submit(self.call, operation, **params)
 
     def _object(self, key: str) -> str:
         return self.location.key_prefix + check_key(key)
