@@ -337,6 +337,12 @@ class Settings:
             rate_guest_per_address=env.rate("RATE_GUEST_PER_ADDRESS", d.rate_guest_per_address),
         )
 
+    def __post_init__(self) -> None:
+        if self.database_listen_url and not self.database_url:
+            # The embedded database has one address; a LISTEN URL on its own would point the
+            # fan-out and wake-ups at another database than the one the requests write.
+            raise SettingsError("DATABASE_LISTEN_URL needs DATABASE_URL (set both, or neither)")
+
 
 @dataclass(frozen=True)
 class GatewaySettings:

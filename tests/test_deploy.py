@@ -36,7 +36,7 @@ from typing import Any
 
 import grpc
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from meetings.v1 import sessions_pb2, sessions_pb2_grpc
 from server import supervisor

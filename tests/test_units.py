@@ -55,6 +55,7 @@ def test_settings_defaults_and_environment() -> None:
         ({"GRPC_PORT": "70000"}, "GRPC_PORT must be between 0 and 65535"),
         ({"TOKEN_TTL_SECONDS": "0"}, "TOKEN_TTL_SECONDS must be between"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"),
+        ({"DATABASE_LISTEN_URL": "postgresql://db/m"}, "DATABASE_LISTEN_URL needs DATABASE_URL"),
     ],
 )
 def test_settings_fail_loudly_naming_the_variable(env: dict[str, str], message: str) -> None:
