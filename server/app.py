@@ -260,10 +260,13 @@ def delivery_thread(
         return None
     if settings.smtp_url is None:
         log.info("no SMTP_URL: emails go to the mail sink", extra={"dir": str(settings.mail_sink)})
+    links = download_links(settings, storage)
     channels: list[Channel] = [
-        email_sender.EmailChannel(mailer.from_settings(settings.smtp_url, settings.mail_sink)),
+        email_sender.EmailChannel(
+            mailer.from_settings(settings.smtp_url, settings.mail_sink), links
+        ),
         webhook_sender.WebhookChannel(
-            links=download_links(settings, storage),
+            links=links,
             allowed_networks=settings.webhook_allowed_networks,
             timeout=settings.webhook_timeout_seconds,
             grace_seconds=settings.webhook_end_grace_seconds,

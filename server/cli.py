@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     configure.add_argument("--meeting-url-template", help="join link, %%s = the meeting _id")
     configure.add_argument("--sender", help="From of notification emails, 'Name <address>'")
+    configure.add_argument("--app-name", help="the service's name in emails")
+    configure.add_argument("--recording-email", choices=("true", "false"),
+                           help="email the host when recordings are ready")  # fmt: skip
+    configure.add_argument("--recording-email-attendees", choices=("true", "false"),
+                           help="email the attendees too")  # fmt: skip
+    configure.add_argument("--recording-link-days", help="1 to 7: the email's links' lifetime")
     key = commands.add_parser(
         "service-key", help="make a new admin API or media server key (replaces the old one)"
     )

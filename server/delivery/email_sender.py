@@ -8,6 +8,8 @@ with backoff; permanent ones (5xx) fail that recipient at once.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import random
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -15,8 +17,17 @@ from email.message import Message
 
 from server.delivery import mailer
 from server.delivery.channel import Result
-from server.domain import clock, emails, meeting_settings
+from server.domain import (
+    clock,
+    email_templates,
+    emails,
+    meeting_settings,
+    recording_emails,
+    recordings,
+)
 from server.storage import outbox
+
+log = logging.getLogger(__name__)
 
 RETRY_FIRST_SECONDS = 30.0
 RETRY_FACTOR = 2.0
@@ -91,13 +102,25 @@ def _summary(problems: dict[str, str]) -> str:
 class EmailChannel:
     kind = outbox.Kind.EMAIL
 
-    def __init__(self, mail: mailer.Mailer, rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        mail: mailer.Mailer,
+        links: recordings.DownloadLinks,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.mailer = mail
+        # The recording-done email's links (their lifetime is a meetings setting).
+        self.links = links
         self._rand = rand
         self._config: meeting_settings.MeetingSettings | None = None
+        self._templates: dict[str, email_templates.Template] = {}
+        # Why the last rendered message fell back to a built-in template (None: it did not).
+        self._fallbacks: dict[int, str] = {}
 
     def sweep(self) -> None:
+        """Reread the settings and templates: changes apply within a second, on every replica."""
         self._config = meeting_settings.load()
+        self._templates = email_templates.load_all()
 
     @property
     def config(self) -> meeting_settings.MeetingSettings:
@@ -108,7 +131,7 @@ class EmailChannel:
 
     def begin(self, job: outbox.Claimed) -> Begun | None:
         to = pending(job)
-        if not to:
+        if not to or self._recordings_gone(job):
             return None
         begun: Begun = Future()
         try:
@@ -122,11 +145,18 @@ class EmailChannel:
         to = pending(job)
         if not to:
             return Result(outbox.Status.FAILED, job.recipients, "no recipient has an email address")
+        if begun is None and self._recordings_gone(job):
+            return Result(outbox.Status.CANCELLED, job.recipients, "its recordings were deleted")
         if begun is not None:
             outcome = begun.result().finish()
         else:
             outcome = self.mailer.send(self._prepare(job), self.config.sender_address, to)
-        return settle(job, outcome, self._rand())
+        result = settle(job, outcome, self._rand())
+        fallback = self._fallbacks.pop(job.id, None)
+        if fallback is not None and result.error is None:
+            # Recorded on the row (the panel shows it) as well as logged.
+            result = dataclasses.replace(result, error=fallback)
+        return result
 
     def abandon(self, begun: Begun | None) -> None:
         if begun is not None and begun.exception() is None:
@@ -143,12 +173,43 @@ class EmailChannel:
         """The email of a row, rendered and made ready for the mailer."""
         config = self.config
         to = [r["email"] for r in job.recipients if r.get("email")]
-        message = emails.render(
+        files, days = self._recording_links(job)
+        message, fallback = emails.compose(
             job.topic,
-            emails.MeetingInfo.from_json(job.payload["meeting"]),
+            self._meeting(job),
             to,
             config,
             message_id=emails.message_id(job.dedupe_key, job.id, config.sender_address),
             now=clock.now(),
+            template=self._templates.get(job.topic),
+            recordings=files,
+            link_days=days,
         )
+        self._fallbacks.pop(job.id, None)
+        if fallback is not None:
+            self._fallbacks[job.id] = fallback
+            log.warning("email template failed", extra={"outbox_id": job.id, "error": fallback})
         return self.mailer.prepare(message, config.sender_address, pending(job))
+
+    @staticmethod
+    def _meeting(job: outbox.Claimed) -> emails.MeetingInfo:
+        if job.payload.get("sample"):  # a test email of the sample meeting
+            return emails.SAMPLE_MEETING
+        return emails.MeetingInfo.from_json(job.payload["meeting"])
+
+    @staticmethod
+    def _recordings_gone(job: outbox.Claimed) -> bool:
+        """A recording-done email whose recordings were all deleted before it went out."""
+        if job.topic != recording_emails.TOPIC or job.payload.get("test"):
+            return False
+        return not recordings.by_ids(job.payload["recording_ids"])
+
+    def _recording_links(self, job: outbox.Claimed) -> tuple[list[emails.RecordingLink], int]:
+        """The recording-done email's recordings (a test email's may be the samples)."""
+        if job.topic != recording_emails.TOPIC:
+            return [], 0
+        days = self.config.recording_link_days
+        files = recording_emails.links_for(job.payload["recording_ids"], self.links, days)
+        if not files and job.payload.get("test"):
+            files = list(emails.SAMPLE_RECORDINGS)
+        return files, days

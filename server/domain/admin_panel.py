@@ -179,7 +179,7 @@ def resend_webhook(row_id: int) -> outbox.Entry:
 
 
 def update_settings(
-    general: dict[str, str], *, webhook_url: str | None, webhook_enabled: bool | None
+    general: dict[str, str | bool | int], *, webhook_url: str | None, webhook_enabled: bool | None
 ) -> None:
     """Change the meeting and webhook settings, all or nothing: any bad field rolls every
     change back, and InvalidFields reports all of them."""

@@ -4,8 +4,10 @@ Called by meetings.create/update/delete inside their transactions, so a change t
 leaves no row. With `notify` on:
 - create: an invitation to the host and every attendee;
 - update: notify false->true, an invitation to all; start_date changed, an update to all;
-  otherwise attendees added, an invitation to the added ones only;
-- delete (of a meeting not yet over): a cancellation to all (ICS METHOD:CANCEL).
+  otherwise attendees added, an attendee_added invitation to the added ones only;
+- delete (of a meeting not yet over): a cancellation to all (ICS METHOD:CANCEL);
+and, whatever `notify` is, recordings_ready (called when a finished meeting's recordings are
+reported, see recording_webhooks): a recording_done email to the host (and the attendees).
 A reminder is due `notify_before` ahead of `start_date`; every change re-plans it (moved,
 cancelled, or refreshed), and one whose time has already passed when it is planned is recorded
 as cancelled, not sent. Attendees are mailed at the email they were given, else at their user
@@ -73,7 +75,7 @@ def meeting_updated(before: MeetingView, after: MeetingView) -> None:
             known = {host.key} | {entry.key for entry in _resolve(before)[1]}
             added = [entry for entry in attendees if entry.key not in known]
             if added:
-                _send_now("invitation", after, info, added)
+                _send_now("attendee_added", after, info, added)
     _plan_reminder(after, info, everyone)
 
 
@@ -85,6 +87,32 @@ def meeting_deleted(view: MeetingView) -> None:
     if view.notify and view.end_date > clock.now().timestamp():
         host, attendees = _resolve(view)
         _send_now("cancellation", view, _info(view, host, attendees), [host, *attendees])
+
+
+def recordings_ready(
+    view: MeetingView, recording_ids: list[str], *, to_attendees: bool
+) -> int | None:
+    """The recording-done email for these recordings of a finished meeting: to the host, and
+    to the attendees if `to_attendees` (the people who may list the recordings). Its links are
+    made when it is sent (email_sender), lasting the meetings setting's days."""
+    host, attendees = _resolve(view)
+    rows = recipients([host, *attendees] if to_attendees else [host])
+    sendable = _any_sendable(rows)
+    return outbox.enqueue(
+        topic="recording_done",
+        meeting_id=view.id,
+        dedupe_key=f"recording_done:{view.id}:{recording_ids[0]}",
+        payload={"meeting": _info(view, host, attendees).as_json(), "recording_ids": recording_ids},
+        recipients=rows,
+        status=outbox.Status.SCHEDULED if sendable else outbox.Status.FAILED,
+        reason=None if sendable else "no recipient has an email address",
+    )
+
+
+def snapshot(view: MeetingView) -> emails.MeetingInfo:
+    """What an email says about the meeting now (the admin panel's previews and tests)."""
+    host, attendees = _resolve(view)
+    return _info(view, host, attendees)
 
 
 def _resolve(view: MeetingView) -> tuple[_Entry, list[_Entry]]:

@@ -1,11 +1,12 @@
-"""The recording-done webhook: when one is due, and what it says.
+"""The recording-done webhook (and email): when one is due, and what the webhook says.
 
 `schedule_due` (run by the delivery loop's webhook channel about once a second) finds
 recordings not yet reported whose meeting has finished (the media server ended the call, or
-end_date plus a grace period has passed) and writes one outbox row per meeting for them,
-marking them reported in the same transaction; recordings that arrive later get a delivery of
-their own. Every replica may run it: each recording is reported once. `body` builds the JSON
-at send time, with fresh download links.
+end_date plus a grace period has passed) and writes one webhook row and one email row per
+meeting for them (each if it is switched on), marking them reported in the same
+transaction; recordings that arrive later get deliveries of their own. Every replica may run
+it: each recording is reported once. `body` builds the JSON at send time, with fresh download
+links.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from server.domain import clock, meetings, recordings, webhook_settings
+from server.domain import (
+    clock,
+    meeting_settings,
+    meetings,
+    notifications,
+    recordings,
+    webhook_settings,
+)
 from server.domain.meeting_values import MeetingView
 from server.storage import outbox, recording_rows
 from server.storage.database import db
@@ -103,27 +111,41 @@ def recording_json(view: recordings.RecordingView, download_url: str) -> dict[st
 
 
 def schedule_due(grace_seconds: float) -> int:
-    """Write webhook deliveries for finished meetings' unreported recordings; returns how many."""
-    if not webhook_settings.load().enabled:
+    """Write the deliveries for finished meetings' unreported recordings: the webhook (if it
+    is on) and the recording-done email (if that is on); returns for how many meetings."""
+    hook = webhook_settings.load().enabled
+    config = meeting_settings.load()
+    if not (hook or config.recording_email):
         return 0
     with db.atomic():
         by_meeting = recording_rows.claim_unreported(grace_seconds, BATCH)
         for meeting_id, recording_ids in by_meeting.items():
             row = Meeting.get_by_id(meeting_id)
-            outbox_id = outbox.enqueue(
-                kind=outbox.Kind.WEBHOOK,
-                topic=TOPIC,
-                meeting_id=meeting_id,
-                dedupe_key=f"{TOPIC}:{meeting_id}:{recording_ids[0]}",
-                payload={
-                    "meeting": meeting_json(meetings.view_of(row)),
-                    "hostUser": user_json(User.get_by_id(row.host_id)),
-                    "recording_ids": recording_ids,
-                },
-                recipients=[],
-            )
-            recording_rows.mark_reported(recording_ids, outbox_id)
+            view = meetings.view_of(row)
+            reported_by = None
+            if config.recording_email:
+                reported_by = notifications.recordings_ready(
+                    view, recording_ids, to_attendees=config.recording_email_attendees
+                )
+            if hook:
+                reported_by = _enqueue_webhook(view, row.host_id, recording_ids)
+            recording_rows.mark_reported(recording_ids, reported_by)
     return len(by_meeting)
+
+
+def _enqueue_webhook(view: MeetingView, host_id: int, recording_ids: list[str]) -> int | None:
+    return outbox.enqueue(
+        kind=outbox.Kind.WEBHOOK,
+        topic=TOPIC,
+        meeting_id=view.id,
+        dedupe_key=f"{TOPIC}:{view.id}:{recording_ids[0]}",
+        payload={
+            "meeting": meeting_json(view),
+            "hostUser": user_json(User.get_by_id(host_id)),
+            "recording_ids": recording_ids,
+        },
+        recipients=[],
+    )
 
 
 def body(payload: dict[str, Any], links: recordings.DownloadLinks) -> bytes:

@@ -288,6 +288,20 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             FOR EACH ROW EXECUTE FUNCTION notify_chat_message();
         """,
     ),
+    (
+        7,
+        "the operator's email templates",
+        """
+        -- One row per kind of email the operator changed; a NULL part stays built-in.
+        CREATE TABLE email_templates (
+            kind text PRIMARY KEY,
+            subject text,
+            html text,
+            text text,
+            updated_at timestamptz NOT NULL
+        );
+        """,
+    ),
 ]
 
 

@@ -215,6 +215,19 @@ class Outbox(BaseModel):
         table_name = "outbox"
 
 
+class EmailTemplate(BaseModel):
+    """An operator's parts of one kind of email; a NULL part is the built-in one."""
+
+    kind = pw.TextField(primary_key=True)
+    subject = pw.TextField(null=True)
+    html = pw.TextField(null=True)
+    text = pw.TextField(null=True)
+    updated_at = DateTimeTZField()
+
+    class Meta:
+        table_name = "email_templates"
+
+
 class MeetingSetting(BaseModel):
     name = pw.TextField(primary_key=True)
     value = pw.TextField()

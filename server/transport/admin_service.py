@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
+from google.api import httpbody_pb2
 
 from meetings.v1 import admin_pb2 as pb
 from meetings.v1 import admin_pb2_grpc, meetings_pb2, recordings_pb2
 from server.domain import (
     admin_panel,
     auth,
+    email_previews,
+    email_templates,
     errors,
     meeting_settings,
     meetings,
@@ -120,3 +123,60 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if not request.id.isdigit() or len(request.id) > 18:
             raise errors.NotFound()
         return convert.delivery_to_pb(admin_panel.resend_webhook(int(request.id)))
+
+    @rpc.handler(credential=rpc.ADMIN)
+    def ListEmailTemplates(
+        self, request: pb.ListEmailTemplatesRequest, context: Context, caller: None
+    ) -> pb.EmailTemplateList:
+        found = email_templates.load_all()
+        return pb.EmailTemplateList(
+            templates=[convert.email_template_to_pb(found[kind]) for kind in email_templates.KINDS],
+            variables=email_templates.VARIABLES,
+        )
+
+    @rpc.handler(credential=rpc.ADMIN)
+    def UpdateEmailTemplate(
+        self, request: pb.UpdateEmailTemplateRequest, context: Context, caller: None
+    ) -> pb.EmailTemplate:
+        parts = {
+            part: getattr(request, part)
+            for part in email_templates.PARTS
+            if request.HasField(part)  # type: ignore[arg-type]
+        }
+        return convert.email_template_to_pb(email_previews.save(request.kind, parts))
+
+    @rpc.handler(credential=rpc.ADMIN)
+    def ResetEmailTemplate(
+        self, request: pb.ResetEmailTemplateRequest, context: Context, caller: None
+    ) -> pb.EmailTemplate:
+        reset = dict.fromkeys(email_templates.PARTS)
+        return convert.email_template_to_pb(email_previews.save(request.kind, reset))
+
+    @rpc.handler(credential=rpc.ADMIN)
+    def PreviewEmail(
+        self, request: pb.PreviewEmailRequest, context: Context, caller: None
+    ) -> pb.EmailPreview:
+        found = email_previews.preview(request.kind, request.meeting_id, self._links)
+        return pb.EmailPreview(
+            subject=found.subject,
+            html=found.html,
+            text=found.text,
+            html_url=found.html_url,
+            fallback=found.fallback,
+        )
+
+    @rpc.handler(credential=rpc.NONE)
+    def RenderEmailPreview(
+        self, request: pb.RenderEmailPreviewRequest, context: Context, caller: None
+    ) -> httpbody_pb2.HttpBody:
+        html = email_previews.preview_html(
+            request.kind, request.meeting_id, request.expires, request.signature, self._links
+        )
+        return httpbody_pb2.HttpBody(content_type="text/html; charset=utf-8", data=html.encode())
+
+    @rpc.handler(credential=rpc.ADMIN)
+    def SendTestEmail(
+        self, request: pb.SendTestEmailRequest, context: Context, caller: None
+    ) -> pb.Delivery:
+        found = email_previews.send_test(request.kind, request.meeting_id, request.to)
+        return convert.delivery_to_pb(found)

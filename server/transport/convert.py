@@ -15,6 +15,7 @@ from server.domain import (
     chat_messages,
     chat_watch,
     clock,
+    email_templates,
     errors,
     meeting_filters,
     meeting_settings,
@@ -374,6 +375,21 @@ def settings_to_pb(
         webhook_enabled=hook.enabled,
         webhook_disabled_reason=hook.disabled_reason,
         webhook_secrets=len(hook.active_secrets(clock.now())),
+        app_name=general.app_name,
+        recording_email=general.recording_email,
+        recording_email_attendees=general.recording_email_attendees,
+        recording_link_days=general.recording_link_days,
+    )
+
+
+def email_template_to_pb(found: email_templates.Template) -> admin_pb2.EmailTemplate:
+    return admin_pb2.EmailTemplate(
+        kind=found.kind,
+        subject=found.subject,
+        html=found.html,
+        text=found.text,
+        custom=list(found.custom),
+        updated_at=found.updated_at,
     )
 
 

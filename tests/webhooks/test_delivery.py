@@ -20,7 +20,13 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from meetings.v1 import recordings_pb2 as rpb
 from meetings.v1 import recordings_pb2_grpc
 from server.delivery import loop, mailer
-from server.domain import clock, recording_webhooks, service_keys, webhook_settings
+from server.domain import (
+    clock,
+    meeting_settings,
+    recording_webhooks,
+    service_keys,
+    webhook_settings,
+)
 from server.storage import outbox
 from server.storage.models import Meeting, Outbox, Recording
 from server.storage.recording_files import FilesystemStorage
@@ -281,6 +287,7 @@ def test_rotation_signs_with_both_secrets(scenario: Scenario) -> None:
 def test_a_deliverer_without_a_webhook_sender_leaves_webhook_rows_alone(
     scenario: Scenario,
 ) -> None:
+    meeting_settings.update({"recording_email": False})  # webhook rows only
     scenario.finished_meeting(count=1)
     recording_webhooks.schedule_due(600)
     mail_only = email_loop(mailer.from_settings(None, scenario.tmp_path / "m"), worker_id="mail")
