@@ -80,6 +80,8 @@ local ADMIN_SEARCH_PARAMS = {
   name = true, host = true, start_from = true, start_to = true, limit = true, offset = true,
 }
 local ADMIN_DELIVERIES_PARAMS = { limit = true, offset = true }
+-- An email preview's signed link (RenderEmailPreviewRequest, but the kind in the path).
+local ADMIN_PREVIEW_PARAMS = { meeting_id = true, expires = true, signature = true }
 -- The body keys of the account routes (CreateSessionRequest, LoginRequest, UserInput in
 -- protos/meetings/v1/; a test keeps these in sync): the transcoder would drop others silently.
 local SESSION_KEYS = {
@@ -103,6 +105,11 @@ local MESSAGE_KEYS = {
 local MESSAGE_UPDATE_KEYS = {
   chat_dialog_id = true, read = true, delivered = true, message = true,
 }
+-- The admin panel's email tools (UpdateEmailTemplateRequest, PreviewEmailRequest and
+-- SendTestEmailRequest, each without the kind of the path).
+local EMAIL_TEMPLATE_KEYS = { subject = true, html = true, text = true }
+local EMAIL_PREVIEW_KEYS = { meeting_id = true }
+local EMAIL_TEST_KEYS = { meeting_id = true, to = true }
 local ACCOUNT_BODIES = {
   ["POST /session"] = { top = SESSION_KEYS, user = SESSION_USER_KEYS },
   ["POST /login"] = { top = LOGIN_KEYS },
@@ -110,6 +117,9 @@ local ACCOUNT_BODIES = {
   ["PUT /users/{id}"] = { top = { user = true }, user = USER_INPUT_KEYS },
   ["POST /chat/Message"] = { top = MESSAGE_KEYS },
   ["PUT /chat/Message/{ids}"] = { top = MESSAGE_UPDATE_KEYS },
+  ["PUT /admin/email_templates/{kind}"] = { top = EMAIL_TEMPLATE_KEYS },
+  ["POST /admin/email_templates/{kind}/preview"] = { top = EMAIL_PREVIEW_KEYS },
+  ["POST /admin/email_templates/{kind}/test"] = { top = EMAIL_TEST_KEYS },
 }
 
 -- Longest URL accepted (RFC 9110 asks for at least 8000 octets); longer ones get a JSON 414.
@@ -443,7 +453,8 @@ function envoy_on_request(handle)
   local creating = method == "POST" and (path == "/meetings" or path == "/admin/meetings")
   local updating = method == "PUT" and one_meeting ~= nil
   local route = path:find("^/users/%d+$") and "/users/{id}"
-    or path:find("^/chat/Message/[^/]+$") and "/chat/Message/{ids}" or path
+    or path:find("^/chat/Message/[^/]+$") and "/chat/Message/{ids}"
+    or path:gsub("^/admin/email_templates/[^/]+", "/admin/email_templates/{kind}", 1)
   local account = ACCOUNT_BODIES[method .. " " .. route]
 
   if method == "GET" or creating or updating or account then
@@ -498,6 +509,8 @@ function envoy_on_request(handle)
       allowed = ADMIN_SEARCH_PARAMS
     elseif method == "GET" and path == "/admin/webhooks/deliveries" then
       allowed = ADMIN_DELIVERIES_PARAMS
+    elseif method == "GET" and path:find("^/admin/email_preview/[^/]+$") then
+      allowed = ADMIN_PREVIEW_PARAMS
     end
     problems = unknown_params(params, allowed)
   end

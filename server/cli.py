@@ -79,7 +79,7 @@ def _settings(args: argparse.Namespace, settings: Settings) -> None:
     changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     current = meeting_settings.update(changes) if changes else meeting_settings.load()
     for name in names:
-        print(f"{name} = {getattr(current, name)}")
+        print(f"{name} = {meeting_settings.as_text(getattr(current, name))}")
 
 
 def _service_key(args: argparse.Namespace, settings: Settings) -> None:

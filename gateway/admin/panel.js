@@ -74,6 +74,7 @@ class ApiError extends Error {
   constructor(status, body) {
     super(describe(body) || `HTTP ${status}`);
     this.status = status;
+    this.body = body;
   }
 }
 
@@ -366,6 +367,10 @@ async function settingsPage() {
   template.addEventListener("input", render);
   render();
   const sender = h("input", { type: "text", id: "sender", name: "sender", value: current.sender });
+  const appName = h("input", { type: "text", id: "app_name", name: "app_name", value: current.app_name });
+  const recordingEmail = h("input", { type: "checkbox", id: "recording_email", name: "recording_email", checked: current.recording_email });
+  const toAttendees = h("input", { type: "checkbox", id: "recording_email_attendees", name: "recording_email_attendees", checked: current.recording_email_attendees });
+  const linkDays = h("input", { type: "number", id: "recording_link_days", name: "recording_link_days", min: 1, max: 7, value: String(current.recording_link_days) });
   const url = h("input", { type: "url", id: "webhook_url", name: "webhook_url", value: current.webhook_url });
   const enabled = h("input", { type: "checkbox", id: "webhook_enabled", name: "webhook_enabled", checked: current.webhook_enabled });
   const problem = h("p", { class: "error", role: "alert", id: "settings-error" });
@@ -378,6 +383,12 @@ async function settingsPage() {
     h("p", {}, "Preview of a link: ", preview),
     h("label", { for: "sender" }, "Sender address of notification emails"),
     sender,
+    h("label", { for: "app_name" }, "Service name in emails"),
+    appName,
+    h("h2", {}, "Recording-done email"),
+    h("label", { class: "check", for: "recording_email" }, recordingEmail, "Email the host when a meeting's recordings are ready"),
+    h("label", { class: "check", for: "recording_email_attendees" }, toAttendees, "Email the attendees too"),
+    h("label", { for: "recording_link_days" }, "Its download links work for (days)", h("span", { class: "hint" }, "1 to 7; the panel always has a fresh link"), linkDays),
     h("h2", {}, "Recording webhook"),
     h("label", { for: "webhook_url" }, "Webhook URL"),
     url,
@@ -393,6 +404,10 @@ async function settingsPage() {
       await api("PUT", "/admin/settings/meetings", {
         meeting_url_template: template.value,
         sender: sender.value,
+        app_name: appName.value,
+        recording_email: recordingEmail.checked,
+        recording_email_attendees: toAttendees.checked,
+        recording_link_days: Number(linkDays.value),
         webhook_url: url.value,
         webhook_enabled: enabled.checked,
       });
@@ -434,6 +449,147 @@ async function settingsPage() {
   );
 }
 
+// Emails: each kind's template (subject, HTML, plain text), previewed at phone and desktop
+// widths in frames of its own link (its CSP lets the email style itself and nothing else), and
+// a test email to one address.
+const KIND_NAMES = {
+  invitation: "Invitation",
+  update: "Time changed",
+  attendee_added: "Added attendee",
+  reminder: "Reminder",
+  cancellation: "Cancellation",
+  recording_done: "Recording done",
+};
+const PARTS = ["subject", "html", "text"];
+
+async function emailsPage(params) {
+  show("Emails", h("p", {}, "Loading…"));
+  const listed = await api("GET", "/admin/email_templates");
+  const kind = KIND_NAMES[params.get("kind")] ? params.get("kind") : "invitation";
+  const meetingId = params.get("meeting") || "";
+  const current = listed.templates.find((t) => t.kind === kind);
+  const picker = h(
+    "form",
+    { class: "inline", "aria-label": "Pick an email and a meeting" },
+    h("label", { for: "kind" }, "Email",
+      h("select", { id: "kind", name: "kind" },
+        listed.templates.map((t) => h("option", { value: t.kind, selected: t.kind === kind }, KIND_NAMES[t.kind] || t.kind)))),
+    h("label", { for: "meeting" }, "Meeting _id", h("span", { class: "hint" }, "empty: sample data"),
+      h("input", { type: "text", id: "meeting", name: "meeting", value: meetingId, spellcheck: "false" })),
+    h("button", { type: "submit" }, "Show"),
+  );
+  picker.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = `#/emails?${query(Object.fromEntries(new FormData(picker)))}`;
+  });
+  const fields = {
+    subject: h("input", { type: "text", id: "part-subject", name: "subject", value: current.subject, spellcheck: "false" }),
+    html: h("textarea", { id: "part-html", name: "html", rows: 14, spellcheck: "false" }),
+    text: h("textarea", { id: "part-text", name: "text", rows: 10, spellcheck: "false" }),
+  };
+  fields.html.value = current.html; // a textarea's content is its value, not an attribute
+  fields.text.value = current.text;
+  const labels = { subject: "Subject", html: "HTML", text: "Plain text" };
+  const problems = Object.fromEntries(PARTS.map((part) => [part, h("p", { class: "error", role: "alert", id: `error-${part}` })]));
+  const editor = h(
+    "form",
+    { class: "stack wide", "aria-labelledby": "editor-heading" },
+    h("h2", { id: "editor-heading" }, `Template: ${KIND_NAMES[kind]}`),
+    h("p", { class: "hint", id: "custom" },
+      current.custom.length ? `Changed: ${current.custom.join(", ")} (last ${whenIso(current.updated_at)}); the rest is built-in.` : "Built-in template."),
+    PARTS.map((part) => [
+      h("label", { for: `part-${part}` }, labels[part], current.custom.includes(part) ? h("span", { class: "hint" }, "changed") : null),
+      fields[part],
+      problems[part],
+    ]),
+    h("div", { class: "buttons" },
+      h("button", { type: "submit", id: "save" }, "Save template"),
+      " ",
+      resetButton(kind, current.custom.length > 0)),
+  );
+  editor.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    for (const part of PARTS) problems[part].textContent = "";
+    try {
+      await api("PUT", `/admin/email_templates/${kind}`, Object.fromEntries(PARTS.map((p) => [p, fields[p].value])));
+      say("Template saved: emails use it from now on.", "ok");
+      await route();
+    } catch (error) {
+      if (error instanceof SignedOut) return;
+      const byField = (error.body && error.body.errors) || {};
+      let shown = false;
+      for (const part of PARTS) {
+        if (byField[part]) {
+          problems[part].textContent = [].concat(byField[part]).join("; ");
+          shown = true;
+        }
+      }
+      say(shown ? "Not saved: see the messages under the fields." : `Not saved: ${error.message}`, "error");
+    }
+  });
+  const variables = h("details", {},
+    h("summary", {}, "Variables the templates see (Jinja2 syntax, e.g. {{ meeting.name }})"),
+    h("dl", { id: "variables" }, Object.entries(listed.variables).sort().map(([name, what]) => [h("dt", { class: "mono" }, name), h("dd", {}, what)])));
+  const preview = h("section", { "aria-labelledby": "preview-heading", id: "preview" }, h("h2", { id: "preview-heading" }, "Preview"), h("p", {}, "Rendering…"));
+  show("Emails", picker, variables, editor, preview, testForm(kind, meetingId));
+  try {
+    const found = await api("POST", `/admin/email_templates/${kind}/preview`, { meeting_id: meetingId });
+    const frame = (width, label) =>
+      h("figure", { class: "frame" },
+        h("figcaption", {}, label),
+        h("iframe", { src: found.html_url, width, height: 760, sandbox: "", title: `${label} preview of the email`, class: `w${width}` }));
+    preview.replaceChildren(
+      h("h2", { id: "preview-heading" }, "Preview"),
+      h("p", { class: "error", role: "alert", hidden: !found.fallback }, found.fallback ? `Shown with the built-in template: ${found.fallback}` : ""),
+      h("p", {}, h("strong", {}, "Subject: "), h("span", { id: "preview-subject" }, found.subject)),
+      h("div", { class: "frames" }, frame(375, "Phone, 375 px"), frame(1024, "Desktop, 1024 px")),
+      h("h3", {}, "Plain text part"),
+      h("pre", { id: "preview-text" }, found.text),
+    );
+  } catch (error) {
+    if (error instanceof SignedOut) return;
+    preview.replaceChildren(h("h2", { id: "preview-heading" }, "Preview"), h("p", { class: "error", role: "alert" }, `No preview: ${error.message}`));
+  }
+}
+
+function resetButton(kind, changed) {
+  const button = h("button", { type: "button", class: "secondary", id: "reset" }, "Back to the built-in template");
+  button.disabled = !changed;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await api("DELETE", `/admin/email_templates/${kind}`);
+      say("The built-in template applies again.", "ok");
+      await route();
+    } catch (error) {
+      if (!(error instanceof SignedOut)) say(`Could not reset: ${error.message}`, "error");
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+function testForm(kind, meetingId) {
+  const to = h("input", { type: "email", id: "test-to", name: "to", required: true, autocomplete: "email" });
+  const form = h(
+    "form",
+    { class: "inline", "aria-labelledby": "test-heading" },
+    h("h2", { id: "test-heading" }, "Send a test email"),
+    h("label", { for: "test-to" }, "To", to),
+    h("button", { type: "submit" }, "Send test email"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const row = await api("POST", `/admin/email_templates/${kind}/test`, { meeting_id: meetingId, to: to.value });
+      say(`Test email queued (delivery ${row.id}): it goes out within seconds.`, "ok");
+    } catch (error) {
+      if (!(error instanceof SignedOut)) say(`Not sent: ${error.message}`, "error");
+    }
+  });
+  return form;
+}
+
 async function webhooksPage(params) {
   const offset = Number(params.get("offset") || 0);
   show("Webhook deliveries", h("p", {}, "Loading…"));
@@ -466,6 +622,7 @@ async function route() {
     if (meeting) await meetingPage(decodeURIComponent(meeting[1]));
     else if (path === "/settings") await settingsPage();
     else if (path === "/webhooks") await webhooksPage(params);
+    else if (path === "/emails") await emailsPage(params);
     else await meetingsPage(params);
   } catch (error) {
     if (error instanceof SignedOut) return;

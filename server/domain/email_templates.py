@@ -192,7 +192,11 @@ def update(kind: str, parts: Mapping[str, str | None], sample: Mapping[str, Any]
     with db.atomic():
         row = EmailTemplate.get_or_none(EmailTemplate.kind == kind)
         values = {part: getattr(row, part) if row is not None else None for part in PARTS}
-        values.update({part: source or None for part, source in parts.items()})
+        # A part given as the built-in source is the built-in part (it follows upgrades).
+        base = builtin(kind)
+        values.update(
+            {p: None if not src or src == base.source(p) else src for p, src in parts.items()}
+        )
         if all(value is None for value in values.values()):
             EmailTemplate.delete().where(EmailTemplate.kind == kind).execute()
         else:

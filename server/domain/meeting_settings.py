@@ -62,7 +62,7 @@ def _parse(name: str, value: str) -> Any:
     return value
 
 
-def _as_text(value: str | bool | int) -> str:
+def as_text(value: str | bool | int) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value).strip()
@@ -110,7 +110,7 @@ def update(values: dict[str, str | bool | int]) -> MeetingSettings:
     """Validate and store settings (InvalidFields names each bad one); returns all of them.
     Booleans and numbers may come typed (the admin API) or as text (the command line)."""
     found = errors.FieldErrors()
-    texts = {name: _as_text(value) for name, value in values.items()}
+    texts = {name: as_text(value) for name, value in values.items()}
     for name, value in texts.items():
         if text.check(found, name, value):
             for problem in problems(name, value):

@@ -16,6 +16,15 @@ def test_the_lua_filter_knows_the_admin_search_parameters() -> None:
     assert _lua_set("ADMIN_SEARCH_PARAMS") == search
     deliveries = {f.name for f in admin_pb2.ListWebhookDeliveriesRequest.DESCRIPTOR.fields}
     assert _lua_set("ADMIN_DELIVERIES_PARAMS") == deliveries
+    preview = {f.name for f in admin_pb2.RenderEmailPreviewRequest.DESCRIPTOR.fields}
+    assert _lua_set("ADMIN_PREVIEW_PARAMS") == preview - {"kind"}
+    bodies: dict[str, Any] = {
+        "EMAIL_TEMPLATE_KEYS": admin_pb2.UpdateEmailTemplateRequest,
+        "EMAIL_PREVIEW_KEYS": admin_pb2.PreviewEmailRequest,
+        "EMAIL_TEST_KEYS": admin_pb2.SendTestEmailRequest,
+    }
+    for name, message in bodies.items():
+        assert _lua_set(name) == {f.name for f in message.DESCRIPTOR.fields} - {"kind"}, name
 
 
 def test_search_detail_and_deliveries_over_rest(
