@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from email.message import Message
 
 from server.delivery import mailer
@@ -24,6 +25,7 @@ from server.domain import (
     meeting_settings,
     recording_emails,
     recordings,
+    users,
 )
 from server.storage import outbox
 
@@ -99,6 +101,15 @@ def _summary(problems: dict[str, str]) -> str:
     return text[:ERROR_TEXT_MAX]
 
 
+@dataclass
+class _Group:
+    """Recipients who get the same message: those whose profiles give this UTC offset."""
+
+    offset: int | None
+    header: list[str]  # its To: (everyone of the group, sent to before or not)
+    to: list[str]  # its envelope: those still pending
+
+
 class EmailChannel:
     kind = outbox.Kind.EMAIL
 
@@ -130,27 +141,37 @@ class EmailChannel:
         return self._config
 
     def begin(self, job: outbox.Claimed) -> Begun | None:
-        to = pending(job)
-        if not to or self._recordings_gone(job):
+        if not pending(job) or self._recordings_gone(job):
             return None
+        groups = self._groups(job)
+        if len(groups) != 1:
+            return None  # several messages: `send` sends them one after another
         begun: Begun = Future()
+        self._fallbacks.pop(job.id, None)  # what an abandoned attempt left
         try:
-            message = self._prepare(job)
-            begun.set_result(self.mailer.begin(message, self.config.sender_address, to))
+            message = self._prepare(job, groups[0])
+            begun.set_result(self.mailer.begin(message, self.config.sender_address, groups[0].to))
         except Exception as exc:
             begun.set_exception(exc)
         return begun
 
     def send(self, job: outbox.Claimed, begun: Begun | None) -> Result:
-        to = pending(job)
-        if not to:
+        if not pending(job):
             return Result(outbox.Status.FAILED, job.recipients, "no recipient has an email address")
         if begun is None and self._recordings_gone(job):
             return Result(outbox.Status.CANCELLED, job.recipients, "its recordings were deleted")
         if begun is not None:
             outcome = begun.result().finish()
         else:
-            outcome = self.mailer.send(self._prepare(job), self.config.sender_address, to)
+            self._fallbacks.pop(job.id, None)
+            outcome = mailer.Outcome()
+            for group in self._groups(job):
+                sent = self.mailer.send(
+                    self._prepare(job, group), self.config.sender_address, group.to
+                )
+                outcome.delivered += sent.delivered
+                outcome.temporary |= sent.temporary
+                outcome.permanent |= sent.permanent
         result = settle(job, outcome, self._rand())
         fallback = self._fallbacks.pop(job.id, None)
         if fallback is not None and result.error is None:
@@ -169,27 +190,46 @@ class EmailChannel:
     def close(self) -> None:
         self.mailer.close()
 
-    def _prepare(self, job: outbox.Claimed) -> Message | bytes:
-        """The email of a row, rendered and made ready for the mailer."""
+    @staticmethod
+    def _groups(job: outbox.Claimed) -> list[_Group]:
+        """One message per UTC offset that recipients' profiles give (most rows: one), so that
+        each shows the time in its recipients' zone; only groups with someone to send to."""
+        with_email = [r for r in job.recipients if r.get("email")]
+        offsets = users.utc_offsets([r["user_id"] for r in with_email if r.get("user_id")])
+        meeting = EmailChannel._meeting(job)
+        groups: dict[int | None, _Group] = {}
+        for row in with_email:
+            offset = offsets.get(row.get("user_id"))  # type: ignore[arg-type]
+            if not emails.your_time(meeting, offset):
+                offset = None  # unknown, or the meeting's own zone's: the common message
+            group = groups.setdefault(offset, _Group(offset, [], []))
+            group.header.append(row["email"])
+            if row["state"] == outbox.RecipientState.PENDING:
+                group.to.append(row["email"])
+        return [group for group in groups.values() if group.to]
+
+    def _prepare(self, job: outbox.Claimed, group: _Group) -> Message | bytes:
+        """The email of a row for one group of its recipients, made ready for the mailer."""
         config = self.config
-        to = [r["email"] for r in job.recipients if r.get("email")]
         files, days = self._recording_links(job)
+        # Stable across retries, and distinct per group (the first keeps the row's own).
+        key = job.dedupe_key if group.offset is None else f"{job.dedupe_key}.z{group.offset}"
         message, fallback = emails.compose(
             job.topic,
             self._meeting(job),
-            to,
+            group.header,
             config,
-            message_id=emails.message_id(job.dedupe_key, job.id, config.sender_address),
+            message_id=emails.message_id(key, job.id, config.sender_address),
             now=clock.now(),
             template=self._templates.get(job.topic),
             recordings=files,
             link_days=days,
+            offset_minutes=group.offset,
         )
-        self._fallbacks.pop(job.id, None)
         if fallback is not None:
             self._fallbacks[job.id] = fallback
             log.warning("email template failed", extra={"outbox_id": job.id, "error": fallback})
-        return self.mailer.prepare(message, config.sender_address, pending(job))
+        return self.mailer.prepare(message, config.sender_address, group.to)
 
     @staticmethod
     def _meeting(job: outbox.Claimed) -> emails.MeetingInfo:

@@ -44,6 +44,8 @@ VARIABLES = {
     "kind": "the email's kind (invitation, update, ...)",
     "app": "name, sender: the service's name and From address (meetings settings)",
     "meeting": "id, name, join_url, when (its span in the meeting's zone), when_utc, "
+    "when_yours (at the recipients' UTC offset when their profiles give one that differs, "
+    "else empty), "
     "when_short (start, for subjects), timezone, start_date, end_date (unix seconds), "
     "start_utc, end_utc (ISO 8601)",
     "host": "name, email",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
@@ -103,7 +103,23 @@ def _span(start: datetime, end: datetime, zone_label: str) -> str:
     end_format = "%H:%M" if end.date() == start.date() else "%a %d %b %Y %H:%M"
     if zone_label == "UTC":
         return f"{start:%a %d %b %Y %H:%M} - {end.strftime(end_format)} UTC"
+    if not zone_label:
+        return f"{start:%a %d %b %Y %H:%M} - {end.strftime(end_format)} ({offset})"
     return f"{start:%a %d %b %Y %H:%M} - {end.strftime(end_format)} ({zone_label}, {offset})"
+
+
+def your_time(meeting: MeetingInfo, offset_minutes: int | None) -> str:
+    """The span at a recipient's UTC offset, `Tue 15 Jan 2030 11:00 - 12:00 (UTC+03:00)`, or
+    "" when it is unknown or the meeting's own zone has that offset then."""
+    if offset_minutes is None:
+        return ""
+    start = datetime.fromtimestamp(meeting.start_date, UTC)
+    zone = _zone(meeting.timezone) or UTC
+    if start.astimezone(zone).utcoffset() == timedelta(minutes=offset_minutes):
+        return ""
+    at = timezone(timedelta(minutes=offset_minutes))
+    end = datetime.fromtimestamp(meeting.end_date, UTC).astimezone(at)
+    return _span(start.astimezone(at), end, "").replace(" (, ", " (")
 
 
 def times(meeting: MeetingInfo) -> list[str]:
@@ -152,8 +168,10 @@ def variables(
     config: MeetingSettings,
     recordings: Sequence[RecordingLink] = (),
     link_days: int = 0,
+    offset_minutes: int | None = None,
 ) -> dict[str, Any]:
-    """What the templates see (email_templates.VARIABLES): plain dicts, lists and strings."""
+    """What the templates see (email_templates.VARIABLES): plain dicts, lists and strings.
+    `offset_minutes`: the recipients' UTC offset, where their profiles give one."""
     when = times(meeting)
     return {
         "kind": topic,
@@ -164,6 +182,7 @@ def variables(
             "join_url": config.meeting_url(meeting.id),
             "when": when[0],
             "when_utc": when[-1],
+            "when_yours": your_time(meeting, offset_minutes),
             "when_short": when_short(meeting),
             "timezone": meeting.timezone or "",
             "start_date": meeting.start_date,
@@ -294,6 +313,7 @@ def compose(
     template: email_templates.Template | None = None,
     recordings: Sequence[RecordingLink] = (),
     link_days: int = 0,
+    offset_minutes: int | None = None,
 ) -> tuple[Message, str | None]:
     """The whole message: text and HTML alternatives (plus, for meeting emails, a
     text/calendar alternative and an .ics attachment), and why the operator's `template` was
@@ -303,7 +323,7 @@ def compose(
     Built with the `email.mime` classes: the same MIME structure as `EmailMessage` builds, at
     about a fifth of the CPU (its header parsing took half of each delivery in `make bench`).
     """
-    found = variables(topic, meeting, config, recordings, link_days)
+    found = variables(topic, meeting, config, recordings, link_days, offset_minutes)
     fallback = None
     try:
         parts = email_templates.render(template or email_templates.builtin(topic), found)

@@ -98,6 +98,13 @@ def view(user: User, viewer_id: int | None) -> UserView:
     )
 
 
+def utc_offsets(user_ids: list[int]) -> dict[int, int]:
+    """The UTC offsets (minutes) the users among `user_ids` gave in their profiles."""
+    rows = User.select(User.id, User.timezone).where(User.id.in_(user_ids))
+    found = {int(row.id): _minutes(row.timezone) for row in rows}
+    return {user_id: minutes for user_id, minutes in found.items() if minutes is not None}
+
+
 def _minutes(stored: str | None) -> int | None:
     try:
         return int(stored) if stored else None

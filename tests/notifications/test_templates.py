@@ -25,6 +25,7 @@ from server.domain import (
     recordings,
     service_keys,
 )
+from server.storage.models import User
 from tests.conftest import Account, admin_metadata
 from tests.delivery_helpers import email_loop
 from tests.notifications.conftest import SmtpServer, deliver_all, make_due, outbox_rows
@@ -331,3 +332,31 @@ def test_a_test_email_goes_to_the_given_address_only(
         apb.SendTestEmailRequest(kind="reminder", to="not an address"),
         metadata=admin_metadata(admin_key)))  # fmt: skip
     assert field_violations(error) == {"to": ["must be an email address"]}
+
+
+def test_each_recipient_sees_the_time_in_their_own_zone(
+    meeting_stub: Any, accounts: dict[str, Account], smtp: SmtpServer, sender: loop.DeliveryLoop
+) -> None:
+    host, attendee, mailee = accounts["host"], accounts["attendee"], accounts["mailee"]
+    User.update(timezone="180").where(User.id == attendee.user_id).execute()  # UTC+3
+    User.update(timezone="120").where(User.id == mailee.user_id).execute()  # Riga's, then
+    create(meeting_stub, host, start_date=1894694400, end_date=1894698000, notify=True,
+           timezone={"offset": 120, "name": "Europe/Riga"},
+           attendees=[{"id": attendee.user_id}, {"id": mailee.user_id}])  # fmt: skip
+    deliver_all(sender)
+
+    common, own = smtp.received
+    assert common.recipients == ["host@example.com", "Mailee@Example.com"]
+    assert common.message["To"] == "host@example.com, Mailee@Example.com"
+    assert "your time" not in common.part("text/plain")
+    assert "When:      Tue 15 Jan 2030 10:00 - 11:00 (Europe/Riga, UTC+02:00)" in common.part(
+        "text/plain"
+    )
+    assert (own.recipients, own.message["To"]) == (["attendee@example.com"], "attendee@example.com")
+    text = own.part("text/plain")
+    assert "When:      Tue 15 Jan 2030 11:00 - 12:00 (UTC+03:00), your time" in text
+    assert "           Tue 15 Jan 2030 10:00 - 11:00 (Europe/Riga, UTC+02:00)" in text
+    assert "11:00 - 12:00 (UTC+03:00) <span" in own.part("text/html")
+    assert common.message_id != own.message_id
+    # One event for both: the same UID and SEQUENCE.
+    assert str(common.event()["UID"]) == str(own.event()["UID"])
