@@ -25,7 +25,6 @@ from server.domain import (
     meeting_settings,
     recording_emails,
     recordings,
-    users,
 )
 from server.storage import outbox
 
@@ -192,14 +191,13 @@ class EmailChannel:
 
     @staticmethod
     def _groups(job: outbox.Claimed) -> list[_Group]:
-        """One message per UTC offset that recipients' profiles give (most rows: one), so that
+        """One message per UTC offset that recipients' profiles gave (most rows: one), so that
         each shows the time in its recipients' zone; only groups with someone to send to."""
-        with_email = [r for r in job.recipients if r.get("email")]
-        offsets = users.utc_offsets([r["user_id"] for r in with_email if r.get("user_id")])
         meeting = EmailChannel._meeting(job)
         groups: dict[int | None, _Group] = {}
-        for row in with_email:
-            offset = offsets.get(row.get("user_id"))  # type: ignore[arg-type]
+        for row in (r for r in job.recipients if r.get("email")):
+            # Noted on the row when it was written (notifications): no query per email.
+            offset = row.get("utc_offset")
             if not emails.your_time(meeting, offset):
                 offset = None  # unknown, or the meeting's own zone's: the common message
             group = groups.setdefault(offset, _Group(offset, [], []))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from server.domain import clock, emails
+from server.domain import clock, emails, users
 from server.domain.meeting_values import MeetingView
 from server.storage import outbox
 from server.storage.models import User
@@ -35,6 +35,8 @@ class _Entry:
 
     person: emails.Person
     problem: str | None = None
+    # The UTC offset (minutes) the user's profile gives, if any: the email shows their time.
+    utc_offset: int | None = None
 
     @property
     def key(self) -> str:
@@ -118,21 +120,19 @@ def snapshot(view: MeetingView) -> emails.MeetingInfo:
 def _resolve(view: MeetingView) -> tuple[_Entry, list[_Entry]]:
     """The host and the attendees with the address to mail each at (one query for users)."""
     ids = {view.host_id} | {a.id for a in view.attendees if a.id is not None}
-    users = {
-        int(row.id): row
-        for row in User.select(User.id, User.email, User.full_name).where(User.id.in_(list(ids)))
-    }
+    columns = (User.id, User.email, User.full_name, User.timezone)
+    found = {int(row.id): row for row in User.select(*columns).where(User.id.in_(list(ids)))}
 
     def entry(user_id: int | None, email: str | None) -> _Entry:
-        user = users.get(user_id) if user_id is not None else None
-        name = user.full_name if user is not None else ""
-        if email:
-            return _Entry(emails.Person(email, name, user_id))
+        user = found.get(user_id) if user_id is not None else None
         if user is None:
+            if email:
+                return _Entry(emails.Person(email, "", user_id))
             return _Entry(emails.Person(None, "", user_id), f"user {user_id} does not exist")
-        if not user.email:
-            return _Entry(emails.Person(None, name, user_id), f"user {user_id} has no email")
-        return _Entry(emails.Person(user.email, name, user_id))
+        offset = users.utc_offset(user.timezone)
+        if email or user.email:
+            return _Entry(emails.Person(email or user.email, user.full_name, user_id), None, offset)
+        return _Entry(emails.Person(None, user.full_name, user_id), f"user {user_id} has no email")
 
     return entry(view.host_id, None), [entry(a.id, a.email) for a in view.attendees]
 
@@ -158,14 +158,15 @@ def recipients(entries: Iterable[_Entry]) -> list[dict[str, Any]]:
         if entry.key in seen:
             continue
         seen.add(entry.key)
-        found.append(
-            {
-                "email": entry.person.email,
-                "user_id": entry.person.user_id,
-                "state": _SKIPPED if entry.problem else _PENDING,
-                "detail": entry.problem,
-            }
-        )
+        row = {
+            "email": entry.person.email,
+            "user_id": entry.person.user_id,
+            "state": _SKIPPED if entry.problem else _PENDING,
+            "detail": entry.problem,
+        }
+        if entry.utc_offset is not None:
+            row["utc_offset"] = entry.utc_offset  # read by the email channel at send time
+        found.append(row)
     return found
 
 

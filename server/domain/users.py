@@ -98,11 +98,9 @@ def view(user: User, viewer_id: int | None) -> UserView:
     )
 
 
-def utc_offsets(user_ids: list[int]) -> dict[int, int]:
-    """The UTC offsets (minutes) the users among `user_ids` gave in their profiles."""
-    rows = User.select(User.id, User.timezone).where(User.id.in_(user_ids))
-    found = {int(row.id): _minutes(row.timezone) for row in rows}
-    return {user_id: minutes for user_id, minutes in found.items() if minutes is not None}
+def utc_offset(stored: str | None) -> int | None:
+    """The UTC offset (minutes) a profile's `timezone` column gives, or None."""
+    return _minutes(stored)
 
 
 def _minutes(stored: str | None) -> int | None:
