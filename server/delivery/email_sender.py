@@ -38,6 +38,8 @@ MAX_ATTEMPTS = 12
 ERROR_TEXT_MAX = 1000
 
 Begun = Future[mailer.Sending]
+# A recording-done email's files with their links, and the links' lifetime in days.
+_Links = tuple[list[emails.RecordingLink], int]
 
 
 def retry_delay(attempts: int, rand: float) -> float | None:
@@ -140,15 +142,18 @@ class EmailChannel:
         return self._config
 
     def begin(self, job: outbox.Claimed) -> Begun | None:
-        if not pending(job) or self._recordings_gone(job):
+        if not pending(job):
             return None
         groups = self._groups(job)
         if len(groups) != 1:
             return None  # several messages: `send` sends them one after another
+        files = self._recording_links(job)
+        if files is None:
+            return None  # `send` cancels it
         begun: Begun = Future()
         self._fallbacks.pop(job.id, None)  # what an abandoned attempt left
         try:
-            message = self._prepare(job, groups[0])
+            message = self._prepare(job, groups[0], files)
             begun.set_result(self.mailer.begin(message, self.config.sender_address, groups[0].to))
         except Exception as exc:
             begun.set_exception(exc)
@@ -157,16 +162,19 @@ class EmailChannel:
     def send(self, job: outbox.Claimed, begun: Begun | None) -> Result:
         if not pending(job):
             return Result(outbox.Status.FAILED, job.recipients, "no recipient has an email address")
-        if begun is None and self._recordings_gone(job):
-            return Result(outbox.Status.CANCELLED, job.recipients, "its recordings were deleted")
         if begun is not None:
             outcome = begun.result().finish()
         else:
+            files = self._recording_links(job)
+            if files is None:
+                return Result(
+                    outbox.Status.CANCELLED, job.recipients, "its recordings were deleted"
+                )
             self._fallbacks.pop(job.id, None)
             outcome = mailer.Outcome()
             for group in self._groups(job):
                 sent = self.mailer.send(
-                    self._prepare(job, group), self.config.sender_address, group.to
+                    self._prepare(job, group, files), self.config.sender_address, group.to
                 )
                 outcome.delivered += sent.delivered
                 outcome.temporary |= sent.temporary
@@ -206,10 +214,10 @@ class EmailChannel:
                 group.to.append(row["email"])
         return [group for group in groups.values() if group.to]
 
-    def _prepare(self, job: outbox.Claimed, group: _Group) -> Message | bytes:
+    def _prepare(self, job: outbox.Claimed, group: _Group, links: _Links) -> Message | bytes:
         """The email of a row for one group of its recipients, made ready for the mailer."""
         config = self.config
-        files, days = self._recording_links(job)
+        files, days = links
         # Stable across retries, and distinct per group (the first keeps the row's own).
         key = job.dedupe_key if group.offset is None else f"{job.dedupe_key}.z{group.offset}"
         message, fallback = emails.compose(
@@ -235,19 +243,16 @@ class EmailChannel:
             return emails.SAMPLE_MEETING
         return emails.MeetingInfo.from_json(job.payload["meeting"])
 
-    @staticmethod
-    def _recordings_gone(job: outbox.Claimed) -> bool:
-        """A recording-done email whose recordings were all deleted before it went out."""
-        if job.topic != recording_emails.TOPIC or job.payload.get("test"):
-            return False
-        return not recordings.by_ids(job.payload["recording_ids"])
-
-    def _recording_links(self, job: outbox.Claimed) -> tuple[list[emails.RecordingLink], int]:
-        """The recording-done email's recordings (a test email's may be the samples)."""
+    def _recording_links(self, job: outbox.Claimed) -> _Links | None:
+        """The recording-done email's recordings with their links and lifetime in days (a test
+        email's may be the samples), read once per attempt; None when all were deleted before
+        it went out."""
         if job.topic != recording_emails.TOPIC:
             return [], 0
         days = self.config.recording_link_days
         files = recording_emails.links_for(job.payload["recording_ids"], self.links, days)
-        if not files and job.payload.get("test"):
+        if not files:
+            if not job.payload.get("test"):
+                return None
             files = list(emails.SAMPLE_RECORDINGS)
         return files, days

@@ -51,7 +51,7 @@ class Preview:
 
 def save(kind: str, parts: Mapping[str, str | None]) -> email_templates.Template:
     """Store parts of `kind`'s template, checked against the sample meeting's variables."""
-    email_templates.get(kind)  # NotFound-like InvalidFields for an unknown kind, first
+    email_templates.check_kind(kind)  # before the sample variables, which assume a kind
     sample = emails.sample_variables(kind, meeting_settings.load())
     return email_templates.update(kind, parts, sample)
 
@@ -88,7 +88,7 @@ def preview_html(
 def send_test(kind: str, meeting_id: str, to: str) -> outbox.Entry:
     """`kind`'s email for `meeting_id` ("" = the sample meeting) to `to` alone, through the
     outbox; a recording-done test of a meeting without recordings lists the samples."""
-    _check_kind(kind)
+    email_templates.check_kind(kind)
     if not meeting_rules.is_email(to.strip()):
         raise errors.InvalidFields({"to": ["must be an email address"]})
     payload: dict[str, object] = {"test": True}
@@ -109,12 +109,6 @@ def send_test(kind: str, meeting_id: str, to: str) -> outbox.Entry:
     return outbox.entry(row_id)
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in email_templates.KINDS:
-        known = ", ".join(email_templates.KINDS)
-        raise errors.InvalidFields({"kind": [f"unknown email kind; known: {known}"]})
-
-
 def _meeting(meeting_id: str) -> Meeting:
     row = Meeting.get_or_none(Meeting.id == meeting_id) if ids.is_valid(meeting_id) else None
     if row is None:
@@ -125,7 +119,7 @@ def _meeting(meeting_id: str) -> Meeting:
 def _compose(
     kind: str, meeting_id: str, links: recordings.DownloadLinks
 ) -> tuple[Message, str | None]:
-    _check_kind(kind)
+    email_templates.check_kind(kind)
     config = meeting_settings.load()
     files: list[emails.RecordingLink] = []
     if meeting_id:

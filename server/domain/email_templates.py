@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import threading
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,7 @@ def load_all() -> dict[str, Template]:
 
 
 def get(kind: str) -> Template:
-    _check_kind(kind)
+    check_kind(kind)
     return _merge(kind, EmailTemplate.get_or_none(EmailTemplate.kind == kind))
 
 
@@ -173,7 +173,8 @@ def _merge(kind: str, row: Any) -> Template:
     )
 
 
-def _check_kind(kind: str) -> None:
+def check_kind(kind: str) -> None:
+    """InvalidFields naming `kind` unless it is one of KINDS."""
     if kind not in KINDS:
         raise errors.InvalidFields({"kind": [f"unknown email kind; known: {', '.join(KINDS)}"]})
 
@@ -182,7 +183,7 @@ def update(kind: str, parts: Mapping[str, str | None], sample: Mapping[str, Any]
     """Store the given parts of `kind` (None or "" = back to the built-in part), each checked
     first against `sample` variables (InvalidFields naming the part and line); returns the
     template as it now applies."""
-    _check_kind(kind)
+    check_kind(kind)
     found = errors.FieldErrors()
     for part, source in parts.items():
         if part not in PARTS:
@@ -269,16 +270,12 @@ def _render_part(part: str, source: str, variables: Mapping[str, Any]) -> str:
     _budget.left = RANGE_BUDGET
     size = 0
     pieces = []
-    for piece in _chunks(_compiled(part, source), variables):
+    for piece in _compiled(part, source).generate(**variables):
         size += len(piece)
         if size > OUTPUT_MAX:
             raise TemplateBudgetExceeded(f"output over {OUTPUT_MAX:,} characters")
         pieces.append(piece)
     return "".join(pieces)
-
-
-def _chunks(template: jinja2.Template, variables: Mapping[str, Any]) -> Iterator[str]:
-    yield from template.generate(**variables)
 
 
 def render(template: Template, variables: Mapping[str, Any]) -> Rendered:

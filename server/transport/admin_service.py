@@ -66,11 +66,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def UpdateMeetingsSettings(
         self, request: pb.UpdateMeetingsSettingsRequest, context: Context, caller: None
     ) -> pb.MeetingsSettings:
-        general = {
-            name: getattr(request, name)
-            for name in meeting_settings.NAMES
-            if request.HasField(name)  # type: ignore[arg-type]
-        }
+        general = convert.set_fields(request, meeting_settings.NAMES)
         url = request.webhook_url if request.HasField("webhook_url") else None
         enabled = request.webhook_enabled if request.HasField("webhook_enabled") else None
         admin_panel.update_settings(general, webhook_url=url, webhook_enabled=enabled)
@@ -138,11 +134,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def UpdateEmailTemplate(
         self, request: pb.UpdateEmailTemplateRequest, context: Context, caller: None
     ) -> pb.EmailTemplate:
-        parts = {
-            part: getattr(request, part)
-            for part in email_templates.PARTS
-            if request.HasField(part)  # type: ignore[arg-type]
-        }
+        parts = convert.set_fields(request, email_templates.PARTS)
         return convert.email_template_to_pb(email_previews.save(request.kind, parts))
 
     @rpc.handler(credential=rpc.ADMIN)

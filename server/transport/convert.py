@@ -53,6 +53,12 @@ _OPTIONAL_SCALARS = (
 _KNOWN_MASK_PATHS = frozenset(meeting_values.FIELDS) | frozenset(meeting_values.READ_ONLY_FIELDS)
 
 
+def set_fields(message: Any, names: Sequence[str]) -> dict[str, Any]:
+    """The fields among `names` (proto3 `optional`) that `message` sets, with their values:
+    an update request changes those and leaves the others alone."""
+    return {name: getattr(message, name) for name in names if message.HasField(name)}
+
+
 def patch_from_input(
     message: meetings_pb2.MeetingInput, mask: field_mask_pb2.FieldMask | None
 ) -> MeetingPatch:
