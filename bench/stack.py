@@ -136,6 +136,8 @@ class Stack:
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.grpc_ports = [supervisor.free_port("127.0.0.1") for _ in range(self.processes)]
+        # Each process's /metrics (the bench reads what they counted).
+        self.metrics_ports = [supervisor.free_port("127.0.0.1") for _ in range(self.processes)]
         self.gateway_port = supervisor.free_port("127.0.0.1")
         base_env = {
             **os.environ,
@@ -149,12 +151,14 @@ class Stack:
             **self.env,
         }
         log = (self.workdir / "server.log").open("ab")
-        for port in self.grpc_ports:
+        for port, metrics_port in zip(self.grpc_ports, self.metrics_ports, strict=True):
             self.children.append(
                 subprocess.Popen(  # noqa: S603 (our own modules)
                     [sys.executable, *self.command],
                     cwd=REPO,
-                    env=base_env | {"GRPC_PORT": str(port)},
+                    env=base_env
+                    | {"GRPC_PORT": str(port), "METRICS_PORT": str(metrics_port)}
+                    | dict(self.env),
                     stdout=log,
                     stderr=log,
                 )

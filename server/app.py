@@ -30,10 +30,10 @@ from meetings.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
-from server import logs
+from server import logs, metrics_endpoint
 from server.delivery import email_sender, loop, mailer, webhook_sender
 from server.delivery.channel import Channel
-from server.domain import chat_watch, recordings
+from server.domain import chat_watch, dashboard, recordings
 from server.settings import Settings, SettingsError
 from server.storage import database, embedded_db, migrations
 from server.storage.database import CONNECTION_ERRORS, db
@@ -52,6 +52,9 @@ from server.transport import (
 from server.transport.health import DatabaseWatch
 
 log = logging.getLogger(__name__)
+
+# Each process adds its activity to the dashboard's table this often (a row per minute each).
+ACTIVITY_FLUSH_SECONDS = 5.0
 
 SERVICE_NAMES = [
     meetings_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name,
@@ -145,6 +148,9 @@ class Service:
         self.watch = DatabaseWatch(
             self.health, SERVICE_NAMES, database_url, settings.health_interval_seconds, pool
         )
+        self.activity = ActivityRecorder(
+            settings.worker_id or loop.default_worker_id(), ACTIVITY_FLUSH_SECONDS
+        )
         self.port = 0
 
     def start(self) -> int:
@@ -154,6 +160,7 @@ class Service:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
         self.watch.start()
+        self.activity.start()
         self.chat_fanout.start()
         self.server.start()
         if self.settings.recordings_sweep_seconds > 0:
@@ -187,6 +194,7 @@ class Service:
         self.server.stop(grace).wait()
         if self.delivery is not None:
             self.delivery.join(timeout=max(grace, 1.0))
+        self.activity.stop()
         cancelled = self.pool.cancel_running()
         if cancelled:
             log.warning(
@@ -221,6 +229,32 @@ def download_links(settings: Settings, storage: Storage) -> recordings.DownloadL
     return recordings.DownloadLinks(
         storage, settings.public_base_url, settings.download_link_ttl_seconds
     )
+
+
+class ActivityRecorder(threading.Thread):
+    """Stores this process's activity for the admin dashboard (dashboard.Recorder) every
+    `interval` seconds, and once more when stopped."""
+
+    def __init__(self, replica: str, interval: float) -> None:
+        super().__init__(name="activity", daemon=True)
+        self._recorder = dashboard.Recorder(replica)
+        self._interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            self._flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self._recorder.flush()
+        except CONNECTION_ERRORS as exc:  # kept for the next flush
+            log.warning("activity not stored", extra={"error": type(exc).__name__})
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
 
 
 class RecordingSweeper(threading.Thread):
@@ -304,6 +338,15 @@ def main() -> int:
     pool = database.connect(url, settings.db_pool_size, prepared=settings.db_prepared_statements)
     migrations.migrate(pool)
 
+    endpoint = None
+    if settings.metrics_port is not None and settings.metrics_multiprocess_dir is None:
+        # Alone on its machine (under the supervisor, the supervisor serves the processes').
+        try:
+            endpoint = metrics_endpoint.standalone(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            where = f"{settings.metrics_host}:{settings.metrics_port}"
+            print(f"cannot serve metrics on {where} (METRICS_PORT): {exc}", file=sys.stderr)
+            return 2
     service = Service(settings, url, pool, delivery_thread(settings, url, storage), storage)
     port = service.start()
     stopping = threading.Event()
@@ -320,6 +363,8 @@ def main() -> int:
         print(f"Emails (no SMTP_URL): one file each in {settings.mail_sink / 'new'}", flush=True)
     stopping.wait()
     service.stop()
+    if endpoint is not None:
+        endpoint.stop()
     pool.close_all()
     if embedded is not None:
         embedded.stop()

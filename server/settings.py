@@ -94,6 +94,12 @@ class _Env:
             raise SettingsError(f"{name} must be a port number (0 for any), got {raw!r}")
         return int(raw)
 
+    def port_or_off(self, name: str, default: int | None) -> int | None:
+        """A port (0 for any), or None for `off`."""
+        if (self._env.get(name) or "").strip().lower() == "off":
+            return None
+        return self.port(name, 0) if self._env.get(name) else default
+
     def host_port(self, name: str) -> str | None:
         """`host:port` (a DNS name or an IPv4 address), or None when unset."""
         raw = self._env.get(name) or None
@@ -197,6 +203,13 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
+    # Prometheus' GET /metrics (server.metrics_endpoint): on loopback unless METRICS_HOST
+    # exposes it (0.0.0.0 in a container, for the scraper); METRICS_PORT=off: none. Under the
+    # supervisor, the supervisor serves it for its server processes.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = 9464
+    # Set by the supervisor for its server processes: where prometheus_client keeps their values.
+    metrics_multiprocess_dir: Path | None = None
     # Notification email: an SMTP URL (see delivery.mailer); None keeps mail in mail_sink_dir.
     smtp_url: str | None = None
     # None: <data_dir>/mail.
@@ -286,6 +299,9 @@ class Settings:
                 "HEALTH_INTERVAL_SECONDS", d.health_interval_seconds, 0.05, 60
             ),
             log_level=env.choice("LOG_LEVEL", d.log_level, LOG_LEVELS),
+            metrics_host=env.text("METRICS_HOST", d.metrics_host),
+            metrics_port=env.port_or_off("METRICS_PORT", d.metrics_port),
+            metrics_multiprocess_dir=env.optional_path("PROMETHEUS_MULTIPROC_DIR"),
             smtp_url=env.smtp_url("SMTP_URL"),
             mail_sink_dir=env.optional_path("MAIL_SINK_DIR"),
             delivery_enabled=env.boolean("DELIVERY_ENABLED", d.delivery_enabled),

@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -30,9 +31,9 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server import logs
+from server import logs, metrics_endpoint
 from server.settings import REPO, GatewaySettings, Settings, SettingsError
-from server.storage import embedded_db
+from server.storage import database, embedded_db
 
 # A value followed by `# NAME` in envoy.yaml is replaced by the setting NAME when rendered.
 _PLACEHOLDER = re.compile(r"(?P<key>[a-z_]+): (?P<value>\S+) # (?P<name>[A-Z_]+)\b")
@@ -271,6 +272,8 @@ def run(
     if url is None:
         embedded = embedded_db.EmbeddedPostgres(settings.data_dir)
         url = embedded.url()
+    values = metrics_endpoint.multiprocess_dir()
+    endpoint = None
     # Stopped in this order: Envoy first (no new requests), then the servers (they drain).
     children: list[_Child] = []
     try:
@@ -283,16 +286,39 @@ def run(
             "SHUTDOWN_DRAIN_SECONDS": "0",
             **env,
             "DATABASE_URL": url,
+            "PROMETHEUS_MULTIPROC_DIR": str(values),
         }
         _start_servers(children, settings.grpc_host, ports, server_env, deadline, stopping)
         # The whole path answers: an anonymous GET /session is a 401.
         _start_envoy(children, gateway, config, env, deadline, stopping, ready_status=401)
-        _announce(settings, gateway)
+        endpoint = _serve_metrics(settings, gateway, values, url)
+        _announce(settings, gateway, endpoint)
         return _supervise(children, stopping)
     finally:
+        if endpoint is not None:
+            endpoint.stop()
         _stop_children(children, gateway, settings, drain())
+        shutil.rmtree(values, ignore_errors=True)
         if embedded is not None:
             embedded.stop()
+
+
+def _serve_metrics(
+    settings: Settings, gateway: GatewaySettings, values: Path, url: str | None
+) -> metrics_endpoint.Endpoint | None:
+    """/metrics for the server processes (their values in `values`), the database at `url`
+    (None: no database here) and Envoy; None when METRICS_PORT is off."""
+    if settings.metrics_port is None:
+        return None
+    if url is not None:
+        database.connect(url, 2, prepared=False)  # the database's view, read at each scrape
+    try:
+        return metrics_endpoint.supervised(
+            settings.metrics_host, settings.metrics_port, values, gateway.envoy_admin_port
+        )
+    except OSError as exc:
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        raise StartupError(f"cannot serve metrics on {where} (METRICS_PORT): {exc}") from exc
 
 
 def _run_gateway(
@@ -305,20 +331,28 @@ def _run_gateway(
     """Envoy alone, its cluster the addresses GATEWAY_UPSTREAM's name resolves to."""
     config = _write_envoy_config(settings, gateway, [])
     validate_envoy_config(gateway.envoy_bin, config, gateway.envoy_config)
+    values = metrics_endpoint.multiprocess_dir()  # stays empty: no server process here
+    endpoint = None
     children: list[_Child] = []
     try:
         deadline = time.monotonic() + gateway.startup_timeout_seconds
         # Up when Envoy is (/healthz): the replicas may come later; /readyz tells.
         _start_envoy(children, gateway, config, env, deadline, stopping, ready_status=200)
+        endpoint = _serve_metrics(settings, gateway, values, None)
         scheme = "http" if gateway.gateway_tls_cert_file is None else "https"
         print(
             f"Meetings gateway: {scheme}://{gateway.gateway_host}:{gateway.gateway_port}"
             f" -> {gateway.gateway_upstream} (every address of the name is a replica)",
             flush=True,
         )
+        if endpoint is not None:
+            print(f"Metrics: http://{settings.metrics_host}:{endpoint.port}/metrics", flush=True)
         return _supervise(children, stopping)
     finally:
+        if endpoint is not None:
+            endpoint.stop()
         _stop_children(children, gateway, settings, drain())
+        shutil.rmtree(values, ignore_errors=True)
 
 
 def _stop_children(
@@ -420,7 +454,9 @@ def _supervise(children: list[_Child], stopping: Event) -> int:
     return 0
 
 
-def _announce(settings: Settings, gateway: GatewaySettings) -> None:
+def _announce(
+    settings: Settings, gateway: GatewaySettings, endpoint: metrics_endpoint.Endpoint | None
+) -> None:
     scheme = "http" if gateway.gateway_tls_cert_file is None else "https"
     base = f"{scheme}://{gateway.gateway_host}:{gateway.gateway_port}"
     # The admin command finds the same database the same way (DATABASE_URL, or DATA_DIR).
@@ -444,6 +480,8 @@ def _announce(settings: Settings, gateway: GatewaySettings) -> None:
         f"Admin panel: {base}/admin/  (key: {env}.venv/bin/meetings-admin service-key admin)",
         flush=True,
     )
+    if endpoint is not None:
+        print(f"Metrics: http://{settings.metrics_host}:{endpoint.port}/metrics", flush=True)
 
 
 def main() -> int:

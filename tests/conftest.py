@@ -54,6 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "path", tempfile.mkdtemp(prefix="meetings-tests-")
         )
     log_secrets.install()
+    # Every server and supervisor the tests start serves /metrics on a free port of its own
+    # (the default, 9464, is one per machine: a second server would not start).
+    os.environ["METRICS_PORT"] = "0"
 
 
 @pytest.fixture(scope="session", autouse=True)

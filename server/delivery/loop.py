@@ -30,6 +30,7 @@ from server.domain import clock
 from server.storage import outbox
 from server.storage.database import db
 from server.storage.listen import Listener
+from server.telemetry import activity, metrics
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -40,6 +41,13 @@ BATCH_SIZE = 50
 # The channels' sweeps (due recording webhooks, settings) run at most this often: at hundreds
 # of messages a second, once per batch they were a tenth of the work (make bench).
 SWEEP_SECONDS = 1.0
+# An attempt's recorded status, as meetings_deliveries_total names it.
+_OUTCOMES = {
+    outbox.Status.SENT: "sent",
+    outbox.Status.SCHEDULED: "retried",
+    outbox.Status.FAILED: "failed",
+    outbox.Status.CANCELLED: "cancelled",
+}
 # Pause after a failed pass (database down): doubles up to this.
 ERROR_PAUSE_MAX_SECONDS = 30.0
 
@@ -259,6 +267,7 @@ class DeliveryLoop:
 
     @staticmethod
     def _log(job: outbox.Claimed, result: Result, recorded: bool) -> None:
+        """Log an attempt, and count it (telemetry)."""
         extra: dict[str, Any] = {
             "outbox_id": job.id,
             "kind": job.kind,
@@ -268,7 +277,15 @@ class DeliveryLoop:
         }
         due_at = job.payload.get("due_at")
         if job.topic == "reminder" and due_at is not None:
-            extra["late_ms"] = round((clock.now().timestamp() - due_at) * 1000)
+            late = clock.now().timestamp() - due_at
+            extra["late_ms"] = round(late * 1000)
+            if recorded and result.status == outbox.Status.SENT:
+                metrics.REMINDER_LATENESS_SECONDS.observe(late)
+                activity.reminder_late(late)
+        outcome = _OUTCOMES[result.status] if recorded else "unrecorded"
+        metrics.DELIVERIES.labels(job.kind, job.topic, outcome).inc()
+        if outcome in ("sent", "retried", "failed"):
+            activity.delivery(job.kind, outcome == "sent")
         if not recorded:
             log.warning("outbox row changed while sending: result not recorded", extra=extra)
         elif result.status == outbox.Status.SENT:

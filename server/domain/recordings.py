@@ -165,6 +165,14 @@ def by_ids(recording_ids: list[str]) -> list[RecordingView]:
     return [_view(row) for row in rows]
 
 
+def stored() -> tuple[int, int]:
+    """How many recordings are stored, and their bytes (for /metrics)."""
+    count, size = Recording.select(
+        pw.fn.count(Recording.id), pw.fn.sum(Recording.size_bytes)
+    ).scalar(as_tuple=True)
+    return int(count), int(size or 0)
+
+
 def list_for(caller: auth.Caller, meeting_id: str) -> list[RecordingView]:
     """A meeting's recordings, for its host and attendees (NotFound for anyone else)."""
     meetings.require_participant(caller, meeting_id)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import peewee
 import psycopg2
 from playhouse import db_url
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_UNKNOWN, connection
+
+from server.telemetry import metrics
 
 # Models bind to this proxy; `connect` points it at the real database.
 db: Any = peewee.DatabaseProxy()
@@ -29,6 +33,12 @@ def connection_params(url: str) -> dict[str, Any]:
 
 
 class _Pool(PooledPostgresqlDatabase):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # When the calling thread's first try at a connection found the pool full.
+        self._waiting = threading.local()
+        metrics.DB_POOL_MAX.inc(self._max_connections)
+
     def _is_closed(self, conn: Any) -> bool:
         # Peewee checks a pooled connection with a `SELECT 1` round trip at every checkout,
         # holding the pool's lock: every RPC queued behind it, which capped a server process
@@ -36,6 +46,33 @@ class _Pool(PooledPostgresqlDatabase):  # type: ignore[misc]
         # psycopg2 knows without a round trip whether a connection was closed or broken, and
         # the health watch (transport.health) drops idle connections when the database goes away.
         return bool(conn.closed) or conn.get_transaction_status() == TRANSACTION_STATUS_UNKNOWN
+
+    def connect(self, reuse_if_open: bool = False) -> Any:
+        """A connection for this thread; how long it waited for one, if it had to, observed."""
+        self._waiting.since = None
+        try:
+            return super().connect(reuse_if_open)
+        finally:
+            since = self._waiting.since
+            if since is not None:
+                metrics.DB_POOL_WAIT_SECONDS.observe(time.monotonic() - since)
+
+    def _connect(self) -> Any:
+        try:
+            conn = super()._connect()
+        except MaxConnectionsExceeded:
+            if self._waiting.since is None:  # the first refusal: the wait starts
+                self._waiting.since = time.monotonic()
+            raise
+        metrics.DB_POOL_IN_USE.inc()
+        return conn
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        with self._pool_lock:  # reentrant: the base class takes it again
+            checked_out = self.conn_key(conn) in self._in_use
+            super()._close(conn, close_conn)
+        if checked_out:
+            metrics.DB_POOL_IN_USE.dec()
 
     def cancel_running(self) -> int:
         """Cancel whatever each checked-out connection is running (shutdown, past the grace:
@@ -107,6 +144,11 @@ def connect(url: str, max_connections: int, *, prepared: bool = True) -> PooledP
     )
     db.initialize(database)
     return database
+
+
+def time_limit(milliseconds: int) -> None:
+    """Cancel this transaction's statements that run longer than `milliseconds`."""
+    db.execute_sql("SELECT set_config('statement_timeout', %s, true)", (str(milliseconds),))
 
 
 class Probe:

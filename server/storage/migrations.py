@@ -302,6 +302,32 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        8,
+        "activity per minute, for the admin dashboard",
+        """
+        -- What each server process did in each minute (telemetry.activity), added to every
+        -- few seconds; the dashboard sums the replicas. Latency and lateness are counts per
+        -- bucket of telemetry.metrics' bounds. The outbox's backlog is sampled by each
+        -- replica once a minute (the dashboard takes the largest).
+        CREATE TABLE activity_minutes (
+            minute timestamptz NOT NULL,
+            replica text NOT NULL,
+            requests integer NOT NULL DEFAULT 0,
+            server_errors integer NOT NULL DEFAULT 0,
+            client_errors integer NOT NULL DEFAULT 0,
+            latency integer[] NOT NULL,
+            emails_sent integer NOT NULL DEFAULT 0,
+            emails_failed integer NOT NULL DEFAULT 0,
+            webhooks_sent integer NOT NULL DEFAULT 0,
+            webhooks_failed integer NOT NULL DEFAULT 0,
+            lateness integer[] NOT NULL,
+            backlog integer,
+            oldest_due_seconds double precision,
+            PRIMARY KEY (minute, replica)
+        );
+        """,
+    ),
 ]
 
 

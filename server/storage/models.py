@@ -253,3 +253,25 @@ class ServiceSecret(BaseModel):
 
     class Meta:
         table_name = "service_secrets"
+
+
+class ActivityMinute(BaseModel):
+    """What one replica did in one minute (telemetry.activity; storage.activity_rows)."""
+
+    minute = DateTimeTZField()
+    replica = pw.TextField()
+    requests = pw.IntegerField(default=0)
+    server_errors = pw.IntegerField(default=0)
+    client_errors = pw.IntegerField(default=0)
+    latency = ArrayField(pw.IntegerField)
+    emails_sent = pw.IntegerField(default=0)
+    emails_failed = pw.IntegerField(default=0)
+    webhooks_sent = pw.IntegerField(default=0)
+    webhooks_failed = pw.IntegerField(default=0)
+    lateness = ArrayField(pw.IntegerField)
+    backlog = pw.IntegerField(null=True)
+    oldest_due_seconds = pw.DoubleField(null=True)
+
+    class Meta:
+        table_name = "activity_minutes"
+        primary_key = pw.CompositeKey("minute", "replica")

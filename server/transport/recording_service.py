@@ -13,6 +13,7 @@ from meetings.v1 import recordings_pb2 as pb
 from meetings.v1 import recordings_pb2_grpc
 from server.domain import auth, errors, recording_control, recordings
 from server.storage.recording_files import Storage
+from server.telemetry import metrics
 from server.transport import convert, rpc
 
 Context = grpc.ServicerContext
@@ -81,12 +82,14 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
         first = rpc.parsed(next(request_iterator, None))
         if first is None or first.WhichOneof("part") != "metadata":
             raise errors.BadRequest("The first message must carry the recording's metadata")
-        view = recordings.ingest(
-            self._storage,
-            convert.upload_metadata(first.metadata),
-            self._chunks(request_iterator),
-            self._max_bytes,
-        )
+        with metrics.RECORDING_UPLOADS_IN_FLIGHT.track_inprogress():
+            view = recordings.ingest(
+                self._storage,
+                convert.upload_metadata(first.metadata),
+                self._chunks(request_iterator),
+                self._max_bytes,
+            )
+        metrics.RECORDING_UPLOADED_BYTES.inc(view.size_bytes)
         return convert.recordings_to_pb([view], self._links.urls([view]))[0]
 
     @staticmethod

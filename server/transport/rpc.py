@@ -14,6 +14,7 @@ import contextvars
 import functools
 import json
 import logging
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,10 +32,13 @@ from server import logs
 from server.domain import applications, auth, errors, service_keys
 from server.storage.database import CONNECTION_ERRORS, db
 from server.storage.recording_files import FileMissing, StorageUnavailable
+from server.telemetry import activity, metrics
 
 log = logging.getLogger(__name__)
 
 Response = TypeVar("Response")
+# The protos' package: a servicer class is named after its service (MeetingService, ...).
+PACKAGE = "meetings.v1"
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
@@ -250,25 +254,68 @@ def handler(
 
     def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
         materialize = stream and not live
+        observed = _Observed(method, stream or live, live)
 
         def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-            return _call(method, kind, materialize, self, request, context)
+            began = observed.begin()
+            try:
+                return _call(method, kind, materialize, self, request, context)
+            finally:
+                observed.end(began, context)
 
         def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            yield from _call(method, kind, materialize, self, request, context)
+            began = observed.begin()
+            try:
+                yield from _call(method, kind, materialize, self, request, context)
+            finally:
+                observed.end(began, context)
 
         def live_stream(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            messages = _call(method, kind, materialize, self, request, context)
-            request_id = logs.request_id.get()
+            began = observed.begin()
             try:
-                yield from messages
-            except Exception as exc:
-                context.abort_with_status(_status(exc, request_id))
+                messages = _call(method, kind, materialize, self, request, context)
+                request_id = logs.request_id.get()
+                try:
+                    yield from messages
+                except Exception as exc:
+                    context.abort_with_status(_status(exc, request_id))
+            finally:
+                observed.end(began, context)
 
         chosen = live_stream if live else streaming if stream else unary
         return functools.wraps(method)(chosen)
 
     return decorate
+
+
+class _Observed:
+    """One method's metrics (telemetry.metrics) and activity (telemetry.activity), with its
+    labels resolved once, when it is decorated."""
+
+    def __init__(self, method: Callable[..., Any], stream: bool, live: bool) -> None:
+        servicer, _, name = method.__qualname__.partition(".")
+        self._labels = ("server_stream" if stream else "unary", f"{PACKAGE}.{servicer}", name)
+        self._live = live
+        self._started = metrics.RPC_STARTED.labels(*self._labels)
+        self._seconds = metrics.RPC_SECONDS.labels(*self._labels)
+        self._handled: dict[grpc.StatusCode, Any] = {}
+
+    def begin(self) -> float:
+        self._started.inc()
+        return time.perf_counter()
+
+    def end(self, began: float, context: Any) -> None:  # code() is missing from grpc's stubs
+        seconds = time.perf_counter() - began
+        # What abort_with_status set; None: none was (a return, or the client went away).
+        code = context.code() or (
+            grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED
+        )
+        handled = self._handled.get(code)
+        if handled is None:
+            handled = self._handled[code] = metrics.RPC_HANDLED.labels(*self._labels, code.name)
+        handled.inc()
+        self._seconds.observe(seconds)
+        activity.request(code.name, None if self._live else seconds)
 
 
 def _call(

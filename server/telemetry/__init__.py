@@ -1,0 +1,2 @@
+"""Metrics, activity and traces: leaves every layer may use (they import nothing else of
+the service)."""
