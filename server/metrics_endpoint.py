@@ -27,8 +27,9 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -151,7 +152,9 @@ def application(registry: Any, extra: Callable[[], bytes] = bytes) -> Callable[.
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"Not found: the metrics are at /metrics\n"]
         body = generate_latest(registry) + extra()
-        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+        # The classic text format, which every Prometheus reads and Envoy writes (our names
+        # need none of 1.0.0's UTF-8 escaping).
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)])
         return [body]
 
     return serve

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,3 +51,39 @@ def full_loop(
     )
     email = email_sender.EmailChannel(mail, links, rand=pick)
     return loop.DeliveryLoop([email, webhook], **options)
+
+
+# The meeting a load of reminder rows is about (enqueue_reminders).
+REMINDER_MEETING = {
+    "name": "Load test",
+    "start_date": 1894694400,
+    "end_date": 1894698000,
+    "timezone": "Europe/Riga",
+    "version": 1,
+    "organizer": {"email": "host@example.com", "name": "Host", "user_id": 1},
+    "attendees": [],
+}
+
+
+def enqueue_reminders(db: Any, first: int, count: int, due_in: float, spread: float) -> None:
+    """`count` reminder rows due `due_in` seconds from now, `spread` seconds apart."""
+    db.execute_sql(
+        "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients, status,"
+        " next_attempt_at)"
+        " SELECT 'email', 'reminder', lpad(to_hex(i), 24, '0'), 'reminder:load:' || i,"
+        "  jsonb_build_object('meeting', %s::jsonb || jsonb_build_object('id',"
+        "   lpad(to_hex(i), 24, '0')), 'due_at', extract(epoch FROM due)),"
+        "  jsonb_build_array(jsonb_build_object('email', 'r' || i || '@example.org',"
+        "   'user_id', NULL, 'state', 'pending', 'detail', NULL)),"
+        "  'scheduled', due"
+        " FROM (SELECT i, now() + make_interval(secs => %s + (i - %s) * %s) AS due"
+        "  FROM generate_series(%s, %s) AS i) AS planned",
+        (json.dumps(REMINDER_MEETING), due_in, first, spread, first, first + count - 1),
+    )
+    db.execute_sql("SELECT pg_notify('meetings_outbox', '')")
+
+
+def wait_until(check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import mailbox
 import os
 import select
@@ -21,18 +20,9 @@ from meetings.v1 import meetings_pb2_grpc
 from server.domain import auth
 from server.supervisor import free_port
 from tests.conftest import REPO, Account, PgDatabase
+from tests.delivery_helpers import enqueue_reminders, wait_until
 from tests.notifications.conftest import SmtpServer
 from tests.rpc_helpers import create
-
-MEETING = {
-    "name": "Load test",
-    "start_date": 1894694400,
-    "end_date": 1894698000,
-    "timezone": "Europe/Riga",
-    "version": 1,
-    "organizer": {"email": "host@example.com", "name": "Host", "user_id": 1},
-    "attendees": [],
-}
 
 
 class Server:
@@ -84,24 +74,6 @@ class Server:
         self.process.wait(timeout=10)
 
 
-def enqueue_reminders(db: Any, first: int, count: int, due_in: float, spread: float) -> None:
-    """`count` reminder rows due `due_in` seconds from now, `spread` seconds apart."""
-    db.execute_sql(
-        "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients, status,"
-        " next_attempt_at)"
-        " SELECT 'email', 'reminder', lpad(to_hex(i), 24, '0'), 'reminder:load:' || i,"
-        "  jsonb_build_object('meeting', %s::jsonb || jsonb_build_object('id',"
-        "   lpad(to_hex(i), 24, '0')), 'due_at', extract(epoch FROM due)),"
-        "  jsonb_build_array(jsonb_build_object('email', 'r' || i || '@example.org',"
-        "   'user_id', NULL, 'state', 'pending', 'detail', NULL)),"
-        "  'scheduled', due"
-        " FROM (SELECT i, now() + make_interval(secs => %s + (i - %s) * %s) AS due"
-        "  FROM generate_series(%s, %s) AS i) AS planned",
-        (json.dumps(MEETING), due_in, first, spread, first, first + count - 1),
-    )
-    db.execute_sql("SELECT pg_notify('meetings_outbox', '')")
-
-
 def due_times(db: Any) -> dict[str, float]:
     rows = db.execute_sql(
         "SELECT recipients->0->>'email', (payload->>'due_at')::float8 FROM outbox"
@@ -112,12 +84,6 @@ def due_times(db: Any) -> dict[str, float]:
 def statuses(db: Any) -> dict[str, int]:
     rows = db.execute_sql("SELECT status, count(*) FROM outbox GROUP BY 1").fetchall()
     return {status: int(count) for status, count in rows}
-
-
-def wait_until(check: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def test_three_replicas_deliver_each_message_once(
