@@ -178,9 +178,12 @@ def supervised(postgres: PgDatabase, smtp: SmtpServer, tmp_path: Path) -> Iterat
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(x) for x in process.stdout or ()], daemon=True
-    ).start()
+
+    def drain() -> None:
+        for line in process.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=drain, daemon=True).start()
     try:
         gateway = metrics = None
         deadline = time.monotonic() + 90
