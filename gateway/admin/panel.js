@@ -602,6 +602,131 @@ async function webhooksPage(params) {
   );
 }
 
+// Dashboard ------------------------------------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+const REFRESH_MS = 30000;
+let refreshTimer = null;
+
+// s("line", {x1: 0}, child...): an SVG element (h() makes HTML ones).
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs || {})) el.setAttribute(name, String(value));
+  for (const child of children) el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return el;
+}
+
+// 1, 2 or 5 times a power of ten, at least `value`: round numbers on the axis.
+function roundUp(value) {
+  const power = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= value);
+}
+
+function number(value) {
+  if (value === null || value === undefined) return "–";
+  return Math.abs(value) >= 100 ? Math.round(value).toLocaleString("en") : String(Math.round(value * 10) / 10);
+}
+
+// A chart of `series` ({name, values (null: no data), bars}) over `labels` (times), drawn as
+// SVG by the panel: no charting library, nothing loaded from elsewhere. Each series keeps its
+// numbers in data-values, and each point says them in its <title> (a tooltip, and for screen
+// readers).
+function chart(id, title, unit, labels, series) {
+  const W = 640, H = 190, L = 52, R = 10, T = 10, B = 26;
+  const seen = series.flatMap((line) => line.values).filter((v) => v !== null && v !== undefined);
+  const top = roundUp(Math.max(1, ...seen));
+  const step = (W - L - R) / labels.length;
+  const x = (i) => L + step * (i + 0.5);
+  const y = (v) => T + (H - T - B) * (1 - v / top);
+  const svg = s("svg", { id, class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": `${id}-title` },
+    s("title", { id: `${id}-title` }, `${title} (${unit})`));
+  for (const v of [0, top / 2, top]) {
+    svg.append(s("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }),
+      s("text", { class: "tick", x: L - 6, y: y(v) + 4, "text-anchor": "end" }, number(v)));
+  }
+  for (const i of [0, Math.floor(labels.length / 2), labels.length - 1]) {
+    svg.append(s("text", { class: "tick", x: x(i), y: H - 8, "text-anchor": "middle" }, labels[i].slice(11, 16)));
+  }
+  const width = (step * 0.8) / Math.max(1, series.filter((line) => line.bars).length);
+  let bar = 0;
+  series.forEach((line, n) => {
+    const group = s("g", { class: `series s${n}`, "data-name": line.name, "data-values": line.values.map((v) => v ?? "").join(",") });
+    const offset = line.bars ? bar++ : 0;
+    let path = "";
+    line.values.forEach((v, i) => {
+      if (v === null || v === undefined) return;
+      const tip = s("title", {}, `${labels[i].slice(0, 16).replace("T", " ")} UTC: ${number(v)} ${line.name}`);
+      if (line.bars) {
+        group.append(s("rect", { x: x(i) - step * 0.4 + offset * width, y: y(v), width, height: y(0) - y(v) }, tip));
+        return;
+      }
+      const joined = i > 0 && line.values[i - 1] !== null && line.values[i - 1] !== undefined;
+      path += `${joined ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
+      group.append(s("circle", { cx: x(i), cy: y(v), r: 2.5 }, tip));
+    });
+    if (path) group.prepend(s("path", { d: path }));
+    svg.append(group);
+  });
+  const legend = h("ul", { class: "legend" }, series.map((line, n) => {
+    const last = [...line.values].reverse().find((v) => v !== null && v !== undefined);
+    return h("li", { class: `s${n}` }, h("span", { class: "swatch", "aria-hidden": "true" }), `${line.name}: ${number(last)}`);
+  }));
+  return h("figure", { class: "chart-box" }, h("figcaption", {}, `${title} (${unit})`), svg, legend);
+}
+
+function percent(part, whole) {
+  return whole ? (100 * part) / whole : null;
+}
+
+async function dashboardPage() {
+  clearTimeout(refreshTimer);
+  const board = await api("GET", "/admin/dashboard");
+  const minutes = board.minutes.map((m) => m.start);
+  const hours = board.hours.map((m) => m.start);
+  const pick = (rows, name) => rows.map((row) => (name in row ? row[name] : null));
+  const alerts = board.alerts.length
+    ? h("div", { class: "alert-banner", role: "alert" }, board.alerts.map((text) => h("p", {}, text)))
+    : null;
+  const backlog = table("The outbox now", ["Kind", "Due, not yet sent", "Being sent", "Oldest due"],
+    board.backlog.map((b) => [b.kind, String(b.due), String(b.sending), b.oldest_due_seconds ? `${number(b.oldest_due_seconds)} s ago` : "–"]), "");
+  const webhook = h("p", {}, "Webhook endpoint: ", badge(board.webhook_state),
+    board.webhook_disabled_reason ? ` ${board.webhook_disabled_reason}` : "");
+  show("Dashboard", alerts, h("div", { class: "charts" },
+    chart("requests", "Requests per minute", "requests", minutes, [
+      { name: "requests", values: pick(board.minutes, "requests") },
+      { name: "4xx", values: pick(board.minutes, "client_errors") },
+      { name: "5xx", values: pick(board.minutes, "server_errors") },
+    ]),
+    chart("error-rate", "Server error rate", "% of requests", minutes, [
+      { name: "5xx %", values: board.minutes.map((m) => percent(m.server_errors, m.requests)) },
+    ]),
+    chart("latency", "Latency", "ms", minutes, [
+      { name: "p50", values: pick(board.minutes, "p50_ms") },
+      { name: "p99", values: pick(board.minutes, "p99_ms") },
+    ]),
+    chart("backlog", "Outbox backlog", "messages", minutes, [
+      { name: "waiting", values: pick(board.minutes, "backlog") },
+    ]),
+    chart("oldest-due", "Oldest due message", "seconds waiting", minutes, [
+      { name: "age", values: pick(board.minutes, "oldest_due_seconds") },
+    ]),
+    chart("lateness", "Reminder lateness", "ms", minutes, [
+      { name: "p50", values: pick(board.minutes, "late_p50_ms") },
+      { name: "p99", values: pick(board.minutes, "late_p99_ms") },
+    ]),
+    chart("deliveries", "Deliveries per hour", "attempts", hours, [
+      { name: "emails sent", values: pick(board.hours, "emails_sent"), bars: true },
+      { name: "emails failed", values: pick(board.hours, "emails_failed"), bars: true },
+      { name: "webhooks sent", values: pick(board.hours, "webhooks_sent"), bars: true },
+      { name: "webhooks failed", values: pick(board.hours, "webhooks_failed"), bars: true },
+    ]),
+  ), h("h2", {}, "Delivery now"), webhook, backlog,
+  h("p", { class: "hint" }, "Every replica's activity, stored each few seconds; refreshed every 30 s. The same numbers are on /metrics for Prometheus."));
+  refreshTimer = setTimeout(() => {
+    if (location.hash.startsWith("#/dashboard")) route();
+  }, REFRESH_MS);
+}
+
 // Routing --------------------------------------------------------------------------------------
 
 async function route() {
@@ -623,6 +748,7 @@ async function route() {
     else if (path === "/settings") await settingsPage();
     else if (path === "/webhooks") await webhooksPage(params);
     else if (path === "/emails") await emailsPage(params);
+    else if (path === "/dashboard") await dashboardPage();
     else await meetingsPage(params);
   } catch (error) {
     if (error instanceof SignedOut) return;

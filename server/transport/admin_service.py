@@ -13,6 +13,7 @@ from meetings.v1 import admin_pb2_grpc, meetings_pb2, recordings_pb2
 from server.domain import (
     admin_panel,
     auth,
+    dashboard,
     email_previews,
     email_templates,
     errors,
@@ -172,3 +173,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.Delivery:
         found = email_previews.send_test(request.kind, request.meeting_id, request.to)
         return convert.delivery_to_pb(found)
+
+    @rpc.handler(credential=rpc.ADMIN)
+    def GetDashboard(
+        self, request: pb.GetDashboardRequest, context: Context, caller: None
+    ) -> pb.Dashboard:
+        return convert.dashboard_to_pb(dashboard.load())

@@ -15,6 +15,7 @@ from server.domain import (
     chat_messages,
     chat_watch,
     clock,
+    dashboard,
     email_templates,
     errors,
     meeting_filters,
@@ -569,4 +570,52 @@ def deletion_to_pb(deletion: chat_messages.Deletion) -> chat_pb2.DeleteMessagesR
         SuccessfullyDeleted=chat_pb2.MessageIds(ids=deletion.deleted),
         NotFound=chat_pb2.MessageIds(ids=deletion.not_found),
         WrongPermissions=chat_pb2.MessageIds(ids=deletion.wrong_permissions),
+    )
+
+
+def dashboard_to_pb(board: dashboard.Dashboard) -> admin_pb2.Dashboard:
+    return admin_pb2.Dashboard(
+        minutes=[_dashboard_minute(point) for point in board.minutes],
+        hours=[
+            admin_pb2.DashboardHour(
+                start=clock.iso_ms(point.start),
+                emails_sent=point.emails_sent,
+                emails_failed=point.emails_failed,
+                webhooks_sent=point.webhooks_sent,
+                webhooks_failed=point.webhooks_failed,
+            )
+            for point in board.hours
+        ],
+        backlog=[
+            admin_pb2.OutboxBacklog(
+                kind=b.kind, due=b.due, sending=b.sending, oldest_due_seconds=b.oldest_due_seconds
+            )
+            for b in board.backlog
+        ],
+        webhook_state=board.webhook_state,
+        webhook_disabled_reason=board.webhook_disabled_reason,
+        alerts=board.alerts,
+    )
+
+
+def _dashboard_minute(point: dashboard.MinutePoint) -> admin_pb2.DashboardMinute:
+    optional = {
+        name: getattr(point, name)
+        for name in (
+            "p50_ms",
+            "p99_ms",
+            "backlog",
+            "oldest_due_seconds",
+            "late_p50_ms",
+            "late_p99_ms",
+        )
+        if getattr(point, name) is not None
+    }
+    return admin_pb2.DashboardMinute(
+        start=clock.iso_ms(point.start),
+        requests=point.requests,
+        server_errors=point.server_errors,
+        client_errors=point.client_errors,
+        reminders=point.reminders,
+        **optional,
     )

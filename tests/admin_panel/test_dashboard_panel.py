@@ -1,0 +1,104 @@
+"""The panel's dashboard in headless Chromium through the real Envoy and server: after a known
+workload, its charts draw the numbers the admin RPC returned to the page, and the red banner
+names what needs an operator (a reminder due minutes ago, the webhook endpoint turned off)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from server.delivery import mailer
+from server.domain import dashboard, service_keys
+from tests.admin_panel.conftest import screenshot, sign_in
+from tests.conftest import Account
+from tests.delivery_helpers import email_loop, enqueue_reminders
+from tests.gateway.conftest import Gateway
+from tests.notifications.conftest import SmtpServer, deliver_all
+
+# Which field of the RPC's answer each chart's series draws, in order.
+MINUTE_SERIES = {
+    "requests": ["requests", "client_errors", "server_errors"],
+    "latency": ["p50_ms", "p99_ms"],
+    "backlog": ["backlog"],
+    "oldest-due": ["oldest_due_seconds"],
+    "lateness": ["late_p50_ms", "late_p99_ms"],
+}
+HOUR_SERIES = {"deliveries": ["emails_sent", "emails_failed", "webhooks_sent", "webhooks_failed"]}
+
+
+@pytest.fixture
+def admin_key(db: Any) -> str:
+    return service_keys.issue(service_keys.ADMIN)
+
+
+def drawn(page: Page, chart: str) -> list[list[float | None]]:
+    """The numbers of each series of a chart, as the panel drew them."""
+    found = page.locator(f"#{chart} g.series").evaluate_all(
+        "groups => groups.map(g => g.dataset.values)"
+    )
+    return [[float(v) if v else None for v in values.split(",")] for values in found]
+
+
+def column(rows: list[dict[str, Any]], name: str) -> list[float | None]:
+    return [float(row[name]) if name in row else None for row in rows]
+
+
+def test_the_dashboard_draws_what_the_admin_rpc_returns(
+    gateway: Gateway,
+    page: Page,
+    admin_key: str,
+    accounts: dict[str, Account],
+    smtp: SmtpServer,
+    db: Any,
+    expected_console_errors: list[str],
+) -> None:
+    token = accounts["host"].token
+    meeting = {"name": "Planning", "start_date": 1613729948, "end_date": 1613731012}
+    for _ in range(3):
+        assert gateway.call("POST", "/meetings", token=token, json_body=meeting).status == 200
+    missing = gateway.call("PUT", f"/meetings/{'0' * 24}", token=token, json_body={"name": "x"})
+    assert missing.status == 404
+    # Two reminders sent now, one left waiting since five minutes ago, the webhook turned off.
+    enqueue_reminders(db, 1, 2, due_in=0, spread=0)
+    sender = email_loop(mailer.SmtpMailer(mailer.parse_url(smtp.url)), worker_id="panel-test")
+    try:
+        assert deliver_all(sender) == 2
+    finally:
+        sender.close()
+    enqueue_reminders(db, 3, 1, due_in=-300, spread=0)
+    off = {"webhook_url": "https://hooks.example.com/meetings", "webhook_enabled": False}
+    admin = {"CB-Administration-API-Key": admin_key}
+    assert (
+        gateway.call("PUT", "/admin/settings/meetings", json_body=off, headers=admin).status == 200
+    )
+    dashboard.Recorder("panel-test").flush()  # this process's activity, stored now
+
+    sign_in(page, gateway.base, admin_key)
+    with page.expect_response(lambda r: r.url.endswith("/admin/dashboard")) as answered:
+        page.get_by_role("link", name="Dashboard").click()
+    board = json.loads(answered.value.body())
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+    # What the workload did, in the current minute and hour.
+    now, hour = board["minutes"][-1], board["hours"][-1]
+    assert now["requests"] >= 5 and now["client_errors"] >= 1  # with the panel's own calls
+    assert now["reminders"] == 2 and hour["emails_sent"] == 2
+    assert now["backlog"] == 1 and now["oldest_due_seconds"] >= 300
+    # Each chart draws exactly those numbers.
+    for chart, names in MINUTE_SERIES.items():
+        assert drawn(page, chart) == [column(board["minutes"], n) for n in names], chart
+    for chart, names in HOUR_SERIES.items():
+        assert drawn(page, chart) == [column(board["hours"], n) for n in names], chart
+    rates = drawn(page, "error-rate")[0]
+    assert rates[-1] == pytest.approx(100 * now["server_errors"] / now["requests"], abs=1e-9)
+    assert len(board["minutes"]) == 60 and len(board["hours"]) == 24
+
+    banner = page.get_by_role("alert")
+    expect(banner).to_contain_text("Delivery is behind: the oldest email waiting fell due")
+    expect(banner).to_contain_text("The webhook endpoint is turned off")
+    expect(page.locator(".badge.disabled")).to_have_text("disabled")
+    expect(page.locator("#requests circle").last).to_be_visible()
+    screenshot(page, "dashboard")
