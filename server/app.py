@@ -40,6 +40,7 @@ from server.storage.database import CONNECTION_ERRORS, db
 from server.storage.listen import Fanout
 from server.storage.recording_files import FilesystemStorage, Storage, StorageUnavailable
 from server.storage.recording_objects import S3Location, S3Storage
+from server.telemetry import tracing
 from server.transport import (
     admin_service,
     chat_service,
@@ -85,6 +86,7 @@ class Service:
         threads = settings.grpc_workers + settings.chat_watches_max
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
+            interceptors=tracing.server_interceptors(),
             options=[("grpc.so_reuseport", 0)],
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
@@ -330,6 +332,9 @@ def main() -> int:
         print(f"recording store: {exc}", file=sys.stderr)
         return 2
 
+    if settings.otlp_endpoint is not None:
+        instance = settings.worker_id or loop.default_worker_id()
+        tracing.configure(settings.otlp_endpoint, settings.trace_sample_ratio, instance)
     embedded = None
     url = settings.database_url
     if url is None:

@@ -210,6 +210,11 @@ class Settings:
     metrics_port: int | None = 9464
     # Set by the supervisor for its server processes: where prometheus_client keeps their values.
     metrics_multiprocess_dir: Path | None = None
+    # OpenTelemetry traces (server.telemetry.tracing) to this OTLP/HTTP collector (its base
+    # URL, e.g. http://otel-collector:4318), from Envoy and the servers; None: no tracing.
+    # trace_sample_ratio of the traces are kept (Envoy decides; the servers follow it).
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = 1.0
     # Notification email: an SMTP URL (see delivery.mailer); None keeps mail in mail_sink_dir.
     smtp_url: str | None = None
     # None: <data_dir>/mail.
@@ -302,6 +307,12 @@ class Settings:
             metrics_host=env.text("METRICS_HOST", d.metrics_host),
             metrics_port=env.port_or_off("METRICS_PORT", d.metrics_port),
             metrics_multiprocess_dir=env.optional_path("PROMETHEUS_MULTIPROC_DIR"),
+            otlp_endpoint=(
+                env.http_url("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+                if env.optional("OTEL_EXPORTER_OTLP_ENDPOINT")
+                else None
+            ),
+            trace_sample_ratio=env.number("TRACE_SAMPLE_RATIO", d.trace_sample_ratio, 0, 1),
             smtp_url=env.smtp_url("SMTP_URL"),
             mail_sink_dir=env.optional_path("MAIL_SINK_DIR"),
             delivery_enabled=env.boolean("DELIVERY_ENABLED", d.delivery_enabled),

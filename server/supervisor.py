@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from threading import Event
 from types import FrameType
+from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -97,6 +98,45 @@ def tls_transport_socket(gateway: GatewaySettings) -> str:
         },
     }
     return json.dumps(socket_config, separators=(",", ":"))
+
+
+def tracing_values(settings: Settings) -> dict[str, str | int]:
+    """The placeholders of Envoy's tracing (OTEL_EXPORTER_OTLP_ENDPOINT), as one-line JSON:
+    its OpenTelemetry tracer, and the collector's address for the otlp_collector cluster."""
+    if settings.otlp_endpoint is None:
+        return {}
+    url = urlsplit(settings.otlp_endpoint)
+    tls = url.scheme == "https"
+    provider = {
+        "name": "envoy.tracers.opentelemetry",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+            "http_service": {
+                "http_uri": {
+                    "uri": f"{settings.otlp_endpoint.rstrip('/')}/v1/traces",
+                    "cluster": "otlp_collector",
+                    "timeout": "2s",
+                }
+            },
+            "service_name": "meetings-gateway",
+        },
+    }
+    sampling = {"value": settings.trace_sample_ratio * 100}
+    socket = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+            "UpstreamTlsContext",
+            "sni": url.hostname,
+        },
+    }
+    compact = functools.partial(json.dumps, separators=(",", ":"))
+    return {
+        "TRACING": compact({"random_sampling": sampling, "provider": provider}),
+        "OTLP_HOST": url.hostname or "127.0.0.1",
+        "OTLP_PORT": url.port or (443 if tls else 80),
+        "OTLP_TLS": compact(socket) if tls else "null",
+    }
 
 
 # The cluster's one endpoint in envoy.yaml (rendered or not), repeated once per server process.
@@ -397,6 +437,7 @@ def _write_envoy_config(settings: Settings, gateway: GatewaySettings, ports: lis
         "GRPC_CLUSTER_TYPE": "STRICT_DNS" if upstream else "STATIC",
         "GRPC_HOST": host,
         "GRPC_PORT": port,
+        **tracing_values(settings),
     }
     rendered = render_envoy_config(gateway.envoy_config.read_text(), values)
     config.write_text(rendered if upstream else with_server_ports(rendered, ports))

@@ -30,7 +30,7 @@ from server.domain import clock
 from server.storage import outbox
 from server.storage.database import db
 from server.storage.listen import Listener
-from server.telemetry import activity, metrics
+from server.telemetry import activity, metrics, tracing
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -206,6 +206,21 @@ class DeliveryLoop:
     ) -> bool | None:
         """Send one claimed row and record the outcome; returns whether `following` is still
         ours (None when that was not checked). `begun`: what its channel began for it."""
+        with tracing.delivery(
+            f"deliver {job.kind}",
+            job.traceparent,
+            **{"messaging.destination.name": f"{job.kind}.{job.topic}", "outbox.id": job.id},
+        ):
+            return self._deliver_traced(job, checked, following, begun, meanwhile)
+
+    def _deliver_traced(
+        self,
+        job: outbox.Claimed,
+        checked: bool | None,
+        following: outbox.Claimed | None,
+        begun: Any,
+        meanwhile: Callable[[], None] | None,
+    ) -> bool | None:
         channel = self.channels[job.kind]
         still_ours = checked if checked is not None else outbox.still_ours(job, self.lease_seconds)
         if not still_ours:

@@ -328,6 +328,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        9,
+        "the trace of the request that wrote each outbox row",
+        """
+        -- W3C traceparent (version-trace id-span id-flags) of the request that wrote the
+        -- row, when it was traced: the delivery's span links to it. NULL: not traced.
+        ALTER TABLE outbox ADD COLUMN traceparent text;
+        """,
+    ),
 ]
 
 

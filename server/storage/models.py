@@ -210,6 +210,7 @@ class Outbox(BaseModel):
     created_at = DateTimeTZField()
     updated_at = DateTimeTZField()
     sent_at = DateTimeTZField(null=True)
+    traceparent = pw.TextField(null=True)
 
     class Meta:
         table_name = "outbox"

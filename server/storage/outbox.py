@@ -19,6 +19,7 @@ from psycopg2.extras import Json
 
 from server.storage.database import db
 from server.storage.models import Outbox
+from server.telemetry import tracing
 
 # The channel that wakes the delivery loops when a row is written (NOTIFY is sent at commit).
 CHANNEL = "meetings_outbox"
@@ -90,6 +91,8 @@ class Claimed:
     payload: dict[str, Any]
     recipients: list[dict[str, Any]]
     attempts: int
+    # The W3C traceparent of the request that wrote the row (None: it was not traced).
+    traceparent: str | None = None
 
 
 def wake_senders() -> None:
@@ -109,25 +112,28 @@ def enqueue(
     status: Status = Status.SCHEDULED,
     reason: str | None = None,
 ) -> int | None:
-    """Insert a row (due now unless `due`); None if a row with this dedupe key exists."""
-    cursor = db.execute_sql(
-        "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients, status,"
-        " next_attempt_at, last_error)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s)"
-        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-        (
-            kind,
-            topic,
-            meeting_id,
-            dedupe_key,
-            Json(payload),
-            Json(list(recipients)),
-            status,
-            due,
-            reason,
-        ),
-    )
-    row = cursor.fetchone()
+    """Insert a row (due now unless `due`); None if a row with this dedupe key exists. The
+    current trace's traceparent goes with it: its delivery's span links back to this request."""
+    with tracing.span("outbox write", **{"messaging.destination.name": f"{kind}.{topic}"}):
+        cursor = db.execute_sql(
+            "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients,"
+            " status, next_attempt_at, last_error, traceparent)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s, %s)"
+            " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            (
+                kind,
+                topic,
+                meeting_id,
+                dedupe_key,
+                Json(payload),
+                Json(list(recipients)),
+                status,
+                due,
+                reason,
+                tracing.traceparent(),
+            ),
+        )
+        row = cursor.fetchone()
     if row is not None and status == Status.SCHEDULED:
         wake_senders()
     return None if row is None else int(row[0])
@@ -144,19 +150,28 @@ def revive_or_enqueue(
 ) -> int | None:
     """Like enqueue, but a cancelled row with the same key is scheduled again (a reminder
     turned off and on again); a row that was sent is left alone (never remind twice)."""
-    cursor = db.execute_sql(
-        "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients, status,"
-        " next_attempt_at)"
-        " VALUES ('email', %s, %s, %s, %s, %s, 'scheduled', %s)"
-        " ON CONFLICT (dedupe_key) DO UPDATE SET status = 'scheduled',"
-        " payload = excluded.payload, recipients = excluded.recipients,"
-        " next_attempt_at = excluded.next_attempt_at, attempts = 0, last_error = NULL,"
-        " lease_owner = NULL, lease_expires_at = NULL, version = outbox.version + 1,"
-        " updated_at = now()"
-        " WHERE outbox.status = 'cancelled' RETURNING id",
-        (topic, meeting_id, dedupe_key, Json(payload), Json(list(recipients)), due),
-    )
-    row = cursor.fetchone()
+    with tracing.span("outbox write", **{"messaging.destination.name": f"email.{topic}"}):
+        cursor = db.execute_sql(
+            "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients,"
+            " status, next_attempt_at, traceparent)"
+            " VALUES ('email', %s, %s, %s, %s, %s, 'scheduled', %s, %s)"
+            " ON CONFLICT (dedupe_key) DO UPDATE SET status = 'scheduled',"
+            " payload = excluded.payload, recipients = excluded.recipients,"
+            " next_attempt_at = excluded.next_attempt_at, attempts = 0, last_error = NULL,"
+            " lease_owner = NULL, lease_expires_at = NULL, version = outbox.version + 1,"
+            " traceparent = excluded.traceparent, updated_at = now()"
+            " WHERE outbox.status = 'cancelled' RETURNING id",
+            (
+                topic,
+                meeting_id,
+                dedupe_key,
+                Json(payload),
+                Json(list(recipients)),
+                due,
+                tracing.traceparent(),
+            ),
+        )
+        row = cursor.fetchone()
     if row is not None:
         wake_senders()
     return None if row is None else int(row[0])
@@ -215,7 +230,7 @@ def claim(
             " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
             " FROM picked WHERE o.id = picked.id"
             " RETURNING o.id, o.version, o.kind, o.topic, o.meeting_id, o.dedupe_key,"
-            " o.payload, o.recipients, o.attempts",
+            " o.payload, o.recipients, o.attempts, o.traceparent",
             (list(kinds), limit, owner, lease_seconds),
         )
         rows = cursor.fetchall()

@@ -32,7 +32,7 @@ from server import logs
 from server.domain import applications, auth, errors, service_keys
 from server.storage.database import CONNECTION_ERRORS, db
 from server.storage.recording_files import FileMissing, StorageUnavailable
-from server.telemetry import activity, metrics
+from server.telemetry import activity, metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +316,7 @@ class _Observed:
         handled.inc()
         self._seconds.observe(seconds)
         activity.request(code.name, None if self._live else seconds)
+        tracing.rpc_ended(code.name, code.value[0], code.name in activity.SERVER_ERROR_CODES)
 
 
 def _call(

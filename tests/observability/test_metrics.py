@@ -6,16 +6,9 @@ stats beside them)."""
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc
 from server.supervisor import free_port
-from tests.conftest import REPO, Account, PgDatabase
+from tests.conftest import Account, PgDatabase
 from tests.delivery_helpers import enqueue_reminders, wait_until
 from tests.gateway.conftest import raw_request
 from tests.notifications.conftest import SmtpServer
+from tests.observability.conftest import Supervised, supervise
 from tests.replicas import Replica
 from tests.rpc_helpers import create
 
@@ -145,63 +139,11 @@ def _settled(port: int, reminders: int) -> Samples:
         time.sleep(0.1)
 
 
-@dataclass
-class Supervised:
-    process: subprocess.Popen[str]
-    gateway_port: int
-    metrics_port: int
-
-
 @pytest.fixture
 def supervised(postgres: PgDatabase, smtp: SmtpServer, tmp_path: Path) -> Iterator[Supervised]:
     """`make run` with two server processes on the tests' database, and its /metrics."""
-    metrics_port = free_port("127.0.0.1")
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.url,
-        "DATA_DIR": str(tmp_path),
-        "GATEWAY_PORT": "0",
-        "ENVOY_ADMIN_PORT": "0",
-        "GRPC_PORT": "0",
-        "SERVER_PROCESSES": "2",
-        "METRICS_PORT": str(metrics_port),
-        "SMTP_URL": smtp.url,
-        "DELIVERY_POLL_SECONDS": "0.2",
-        "SHUTDOWN_GRACE_SECONDS": "2",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.supervisor"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def drain() -> None:
-        for line in process.stdout or ():
-            lines.put(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        gateway = metrics = None
-        deadline = time.monotonic() + 90
-        while metrics is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                assert process.poll() is None
-                continue
-            if found := re.match(r"Meetings REST API: http://127\.0\.0\.1:(\d+) ", line):
-                gateway = int(found[1])
-            if found := re.match(r"Metrics: http://127\.0\.0\.1:(\d+)/metrics", line):
-                metrics = int(found[1])
-        assert gateway is not None and metrics == metrics_port
-        yield Supervised(process, gateway, metrics)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with supervise(postgres, smtp, tmp_path, SERVER_PROCESSES="2") as running:
+        yield running
 
 
 def test_two_supervised_processes_are_added_up_with_envoys_stats(
