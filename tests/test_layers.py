@@ -98,6 +98,11 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
             "import jinja2",
             "Only email_templates runs templates",
         ),
+        (
+            "server/telemetry/metrics.py",
+            "from server.storage import database",
+            "Telemetry is a leaf: every layer records into it, it imports none of them",
+        ),
     ],
 )
 def test_a_planted_import_breaks_its_contract(

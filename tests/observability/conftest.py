@@ -18,7 +18,9 @@ from server.supervisor import free_port
 from tests.conftest import REPO, PgDatabase
 from tests.notifications.conftest import SmtpServer, smtp
 
-__all__ = ["Supervised", "smtp", "supervise"]
+__all__ = ["Supervised", "metric_names_in_rules", "smtp", "supervise"]
+
+RULES = REPO / "deploy" / "prometheus"
 
 
 @dataclass
@@ -84,3 +86,9 @@ def supervise(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def metric_names_in_rules() -> set[str]:
+    """The metric names the alert rules read (the tests check that /metrics serves each)."""
+    text = (RULES / "alerts.yml").read_text()
+    return set(re.findall(r"\b(?:meetings|grpc_server)_[a-z_]+\b", text))

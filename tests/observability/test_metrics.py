@@ -23,7 +23,7 @@ from tests.conftest import Account, PgDatabase
 from tests.delivery_helpers import enqueue_reminders, wait_until
 from tests.gateway.conftest import raw_request
 from tests.notifications.conftest import SmtpServer
-from tests.observability.conftest import Supervised, supervise
+from tests.observability.conftest import Supervised, metric_names_in_rules, supervise
 from tests.replicas import Replica
 from tests.rpc_helpers import create
 
@@ -127,6 +127,8 @@ def test_a_server_alone_counts_the_workload(
     # The process's own CPU and memory (the bench reads its RSS).
     assert value(after, "process_resident_memory_bytes") > 10e6
     assert value(after, "meetings_db_pool_connections_max") == 20
+    # Every metric the example alert rules read is served.
+    assert metric_names_in_rules() <= {name for name, _ in after}
 
 
 def _settled(port: int, reminders: int) -> Samples:
