@@ -28,6 +28,7 @@ from bench import (
     delivery_bench,
     grpc_load,
     list_plan,
+    observability_bench,
     recording_bench,
     rest_load,
     seed,
@@ -58,10 +59,11 @@ class Size:
     delivery_timeout: float
     recording_mib: int  # one recording's size, uploaded and downloaded per round
     recording_rounds: int
+    observability_rounds: int  # of metrics off / on / traced, alternating
 
 
-FULL = Size(16, 4.0, 100_000, (1_000, 10_000), (100_000, 1_000_000), 500, 10_000, 150.0, 100, 3)
-QUICK = Size(16, 1.0, 300, (200, 2_000), (2_000, 20_000), 50, 100, 30.0, 4, 1)
+FULL = Size(16, 4.0, 100_000, (1_000, 10_000), (100_000, 1_000_000), 500, 10_000, 150.0, 100, 3, 3)
+QUICK = Size(16, 1.0, 300, (200, 2_000), (2_000, 20_000), 50, 100, 30.0, 4, 1, 1)
 
 
 def prepare(pg: stack.Postgres, prefix: str, users: int, count: int, own: int) -> dict[str, Any]:
@@ -265,7 +267,12 @@ def delivery(pg: stack.Postgres, db: dict[str, Any], size: Size, workdir: Path) 
             print(f"  plain smtplib: {plain.rate:.0f} messages/s", flush=True)
             for processes in (1, 2):
                 env = {"SMTP_URL": sink.url, "DELIVERY_ENABLED": "true"}
-                with stack.Stack(workdir / f"deliver{processes}", db["url"], processes, env=env):
+                with (
+                    stack.Stack(
+                        workdir / f"deliver{processes}", db["url"], processes, env=env
+                    ) as s,
+                    observability_bench.Watch(s.metrics_ports) as watch,
+                ):
                     due = delivery_bench.schedule_copies(
                         pool, template, size.reminders, f"p{processes}", lead_seconds=3.0
                     )
@@ -273,6 +280,7 @@ def delivery(pg: stack.Postgres, db: dict[str, Any], size: Size, workdir: Path) 
                         pool, f"p{processes}", size.reminders, due, size.delivery_timeout
                     )
                     unsent = delivery_bench.discard_unsent(pool, f"p{processes}")
+                    seen = watch.report()
                 found[f"processes_{processes}"] = {
                     "messages": result.messages,
                     "unsent_at_timeout": unsent,
@@ -280,6 +288,8 @@ def delivery(pg: stack.Postgres, db: dict[str, Any], size: Size, workdir: Path) 
                     "p50_late_ms": round(result.p50_late_ms, 1),
                     "p99_late_ms": round(result.p99_late_ms, 1),
                     "fraction_of_plain": round(result.rate / plain.rate, 3) if plain.rate else 0,
+                    # What the servers' /metrics said of the same run.
+                    "metrics": seen,
                 }
                 print(
                     f"  {processes} process(es): {result.rate:.0f} messages/s, "
@@ -344,6 +354,11 @@ def _run(pg: stack.Postgres, size: Size, workdir: Path, report: dict[str, Any]) 
 
     print("reminder delivery", flush=True)
     report["delivery"] = delivery(pg, small, size, workdir)
+
+    print("observability: metrics off, on, and traced", flush=True)
+    report["observability"] = observability_bench.overhead(
+        small, size, workdir, size.observability_rounds
+    )
 
     print(f"recordings: {size.recording_mib} MiB, file system and object store", flush=True)
     report["recordings"] = recording_bench.run(
@@ -438,6 +453,13 @@ def render_table(report: dict[str, Any]) -> str:
             f"p99 {r['p99_late_ms']:.0f} ms (target >= 70% and p99 < 1 s: "
             f"{'yes' if ok else 'NO'})"
         )
+        seen = r["metrics"]
+        lines.append(
+            f"    its /metrics: {seen['sent']} sent, lateness p50 {seen['p50_late_ms']} ms,"
+            f" p99 {seen['p99_late_ms']} ms (from the histogram's buckets), peak backlog"
+            f" {seen['peak_backlog']}, oldest due {seen['peak_oldest_due_seconds']} s"
+        )
+    lines.extend(observability_bench.render(report["observability"]))
     lines.extend(recording_bench.render(report["recordings"]))
     return "\n".join(lines)
 

@@ -104,6 +104,8 @@ class Stack:
     processes: int = 1
     command: tuple[str, ...] = ("-m", "server")
     env: Mapping[str, str] = field(default_factory=dict)
+    # More of envoy.yaml's placeholders (e.g. supervisor.tracing_values).
+    envoy_values: Mapping[str, str | int] = field(default_factory=dict)
     gateway_port: int = 0
     grpc_ports: list[int] = field(default_factory=list)
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -173,6 +175,7 @@ class Stack:
             "GATEWAY_PORT": self.gateway_port,
             "ENVOY_ADMIN_PORT": supervisor.free_port("127.0.0.1"),
             "GRPC_PORT": self.grpc_ports[0],
+            **self.envoy_values,
         }
         template = (REPO / "envoy.yaml").read_text()
         rendered = supervisor.render_envoy_config(template, values)

@@ -40,7 +40,7 @@ from server.storage.database import CONNECTION_ERRORS, db
 from server.storage.listen import Fanout
 from server.storage.recording_files import FilesystemStorage, Storage, StorageUnavailable
 from server.storage.recording_objects import S3Location, S3Storage
-from server.telemetry import tracing
+from server.telemetry import metrics, tracing
 from server.transport import (
     admin_service,
     chat_service,
@@ -344,7 +344,9 @@ def main() -> int:
     migrations.migrate(pool)
 
     endpoint = None
-    if settings.metrics_port is not None and settings.metrics_multiprocess_dir is None:
+    if settings.metrics_port is None:
+        metrics.disable()
+    elif settings.metrics_multiprocess_dir is None:
         # Alone on its machine (under the supervisor, the supervisor serves the processes').
         try:
             endpoint = metrics_endpoint.standalone(settings.metrics_host, settings.metrics_port)

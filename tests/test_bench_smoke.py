@@ -52,6 +52,15 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     for processes in (1, 2):
         assert delivery[f"processes_{processes}"]["messages"] == report["size"]["reminders"]
         assert delivery[f"processes_{processes}"]["rate"] > 0
+        # The servers' /metrics saw the same sends.
+        assert delivery[f"processes_{processes}"]["metrics"]["sent"] == report["size"]["reminders"]
+    observability = report["observability"]
+    for label in ("off", "metrics", "tracing"):
+        assert observability[label]["rest"] > 0 and observability[label]["grpc"] > 0, label
+    assert observability["otlp_exports"] > 0  # the traced stack sent its spans
+    counted = observability["requests_counted"]
+    # All but those in flight when a load stopped (16 at a time, REST and gRPC).
+    assert counted["by_bench"] > 0 and abs(counted["by_metrics"] - counted["by_bench"]) <= 32
     recordings = report["recordings"]
     for backend in ("filesystem", "object_store"):
         assert recordings[backend]["upload_mib_s"] > 0, backend

@@ -54,7 +54,7 @@ class _Pool(PooledPostgresqlDatabase):  # type: ignore[misc]
             return super().connect(reuse_if_open)
         finally:
             since = self._waiting.since
-            if since is not None:
+            if since is not None and metrics.enabled:
                 metrics.DB_POOL_WAIT_SECONDS.observe(time.monotonic() - since)
 
     def _connect(self) -> Any:
@@ -64,14 +64,15 @@ class _Pool(PooledPostgresqlDatabase):  # type: ignore[misc]
             if self._waiting.since is None:  # the first refusal: the wait starts
                 self._waiting.since = time.monotonic()
             raise
-        metrics.DB_POOL_IN_USE.inc()
+        if metrics.enabled:
+            metrics.DB_POOL_IN_USE.inc()
         return conn
 
     def _close(self, conn: Any, close_conn: bool = False) -> None:
         with self._pool_lock:  # reentrant: the base class takes it again
             checked_out = self.conn_key(conn) in self._in_use
             super()._close(conn, close_conn)
-        if checked_out:
+        if checked_out and metrics.enabled:
             metrics.DB_POOL_IN_USE.dec()
 
     def cancel_running(self) -> int:

@@ -17,6 +17,16 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# False with METRICS_PORT=off: nothing serves them, so the request path does not count them
+# (the dashboard's activity is counted either way). What their counting costs: make bench.
+enabled = True
+
+
+def disable() -> None:
+    global enabled
+    enabled = False
+
+
 # The dashboard stores counts per bucket (activity_minutes): changing a list of bounds needs a
 # migration that empties that table.
 # From 1 ms (a cached read) to 10 s (the longest unary deadline the gateway allows).

@@ -301,7 +301,8 @@ class _Observed:
         self._handled: dict[grpc.StatusCode, Any] = {}
 
     def begin(self) -> float:
-        self._started.inc()
+        if metrics.enabled:
+            self._started.inc()
         return time.perf_counter()
 
     def end(self, began: float, context: Any) -> None:  # code() is missing from grpc's stubs
@@ -310,11 +311,12 @@ class _Observed:
         code = context.code() or (
             grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED
         )
-        handled = self._handled.get(code)
-        if handled is None:
-            handled = self._handled[code] = metrics.RPC_HANDLED.labels(*self._labels, code.name)
-        handled.inc()
-        self._seconds.observe(seconds)
+        if metrics.enabled:
+            handled = self._handled.get(code)
+            if handled is None:
+                handled = self._handled[code] = metrics.RPC_HANDLED.labels(*self._labels, code.name)
+            handled.inc()
+            self._seconds.observe(seconds)
         activity.request(code.name, None if self._live else seconds)
         tracing.rpc_ended(code.name, code.value[0], code.name in activity.SERVER_ERROR_CODES)
 

@@ -1,0 +1,195 @@
+"""What metrics and traces cost on the request path, and what /metrics says of the load that
+make bench itself measures.
+
+The cost: `get` (REST and gRPC through Envoy) on three one-process stacks side by side, with
+metrics off (METRICS_PORT=off), with metrics on and tracing off (the default), and with both on
+(every trace kept, sent to a local OTLP/HTTP receiver that counts and drops them), measured in
+alternating rounds; each figure is the median of its rounds (a slow minute of this shared
+machine lands on all three).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import grpc_load, rest_load, stack
+from bench.grpc_load import Workload
+from server import supervisor
+from server.domain.dashboard import quantile
+from server.settings import Settings
+from server.telemetry.metrics import LATENESS_BUCKETS
+from tests.otlp_receiver import start_receiver
+
+QUIET = {"DELIVERY_ENABLED": "false"}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, found), v in samples.items() if n == name and wanted <= found)
+
+
+def summed(ports: list[int], name: str, **labels: str) -> float:
+    """`name` summed over every process's endpoint (bench stacks run servers alone)."""
+    return sum(total(scrape(port), name, **labels) for port in ports)
+
+
+def overhead(db: dict[str, Any], size: Any, workdir: Path, rounds_count: int) -> dict[str, Any]:
+    work: Workload = db["work"]
+    rounds: dict[str, list[dict[str, float]]] = {"off": [], "metrics": [], "tracing": []}
+    counted: dict[str, float] = {"bench": 0.0, "metrics": 0.0}
+    with contextlib.ExitStack() as running:
+        sink = running.enter_context(contextlib.contextmanager(start_receiver)(decode=False))
+        traced = Settings(otlp_endpoint=sink.endpoint, trace_sample_ratio=1.0)
+        stacks = {
+            "off": stack.Stack(
+                workdir / "obs_off", db["url"], env={**QUIET, "METRICS_PORT": "off"}
+            ),
+            "metrics": stack.Stack(workdir / "obs_metrics", db["url"], env=QUIET),
+            "tracing": stack.Stack(
+                workdir / "obs_tracing",
+                db["url"],
+                env={**QUIET, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint},
+                envoy_values=supervisor.tracing_values(traced),
+            ),
+        }
+        for s in stacks.values():
+            running.enter_context(s)
+        for _ in range(rounds_count):
+            for label, s in stacks.items():
+                before = (
+                    summed(s.metrics_ports, "grpc_server_handled_total")
+                    if label == "metrics"
+                    else 0
+                )
+                rest = rest_load.run(
+                    s.gateway, "get", work, concurrency=size.concurrency, seconds=size.seconds
+                )
+                native = grpc_load.run(
+                    s.gateway,
+                    "get",
+                    work,
+                    concurrency=size.concurrency,
+                    seconds=size.seconds,
+                    max_requests=size.max_requests,
+                )
+                rounds[label].append({"rest": rest.rps, "grpc": native.rps})
+                if label == "metrics":
+                    after = summed(s.metrics_ports, "grpc_server_handled_total")
+                    counted["metrics"] += after - before
+                    counted["bench"] += rest.requests + native.requests
+        exported = sink.requests
+    found: dict[str, Any] = {"rounds": rounds_count, "otlp_exports": exported}
+    for label, measured in rounds.items():
+        found[label] = {
+            t: round(statistics.median(m[t] for m in measured), 1) for t in ("rest", "grpc")
+        }
+    for label in ("metrics", "tracing"):
+        found[f"{label}_overhead_pct"] = {
+            t: round(100 * (1 - found[label][t] / found["off"][t]), 1) if found["off"][t] else 0.0
+            for t in ("rest", "grpc")
+        }
+    found["requests_counted"] = {
+        "by_bench": int(counted["bench"]),
+        "by_metrics": int(counted["metrics"]),
+    }
+    return found
+
+
+class Watch:
+    """Scrapes the servers' /metrics every half second during a delivery run: the peak backlog
+    they report, and (at the end) the sends and the reminder lateness they counted."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.peak_backlog = 0.0
+        self.peak_oldest_due_seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._before: dict[str, Any] = {}
+
+    def __enter__(self) -> Watch:
+        self._before = self._counts()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(OSError):
+                first = scrape(self.ports[0])  # the database's view is the same from each
+                due = total(first, "meetings_outbox_messages", kind="email")
+                oldest = total(first, "meetings_outbox_oldest_due_age_seconds", kind="email")
+                self.peak_backlog = max(self.peak_backlog, due)
+                self.peak_oldest_due_seconds = max(self.peak_oldest_due_seconds, oldest)
+
+    def _counts(self) -> dict[str, Any]:
+        scraped = [scrape(port) for port in self.ports]
+        buckets = [
+            sum(total(s, "meetings_reminder_lateness_seconds_bucket", le=_le(b)) for s in scraped)
+            for b in (*LATENESS_BUCKETS, float("inf"))
+        ]
+        sent = sum(
+            total(s, "meetings_deliveries_total", kind="email", outcome="sent") for s in scraped
+        )
+        return {"sent": sent, "buckets": buckets}
+
+    def report(self) -> dict[str, Any]:
+        """What the metrics say of the run (read after it)."""
+        now = self._counts()
+        cumulative = [a - b for a, b in zip(now["buckets"], self._before["buckets"], strict=True)]
+        per_bucket = tuple(
+            int(c - (cumulative[i - 1] if i else 0)) for i, c in enumerate(cumulative)
+        )
+        p50, p99 = (quantile(per_bucket, LATENESS_BUCKETS, q) for q in (0.5, 0.99))
+        return {
+            "sent": int(now["sent"] - self._before["sent"]),
+            "p50_late_ms": None if p50 is None else round(p50 * 1000, 1),
+            "p99_late_ms": None if p99 is None else round(p99 * 1000, 1),
+            "peak_backlog": int(self.peak_backlog),
+            "peak_oldest_due_seconds": round(self.peak_oldest_due_seconds, 1),
+        }
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else str(float(bound))
+
+
+def render(found: dict[str, Any]) -> Iterator[str]:
+    off, on, traced = found["off"], found["metrics"], found["tracing"]
+    cost, trace_cost = found["metrics_overhead_pct"], found["tracing_overhead_pct"]
+    ok = cost["rest"] < 5 and cost["grpc"] < 5
+    yield (
+        f"observability (get, median of {found['rounds']} rounds): metrics off REST"
+        f" {off['rest']:.0f}/s gRPC {off['grpc']:.0f}/s; metrics on {on['rest']:.0f}/s"
+        f" {on['grpc']:.0f}/s ({cost['rest']:+.1f}%, {cost['grpc']:+.1f}% cost; target < 5%:"
+        f" {'yes' if ok else 'NO'}); with tracing {traced['rest']:.0f}/s {traced['grpc']:.0f}/s"
+        f" ({trace_cost['rest']:+.1f}%, {trace_cost['grpc']:+.1f}%)"
+    )
+    counted = found["requests_counted"]
+    yield (
+        f"  requests: {counted['by_bench']} sent by the bench,"
+        f" {counted['by_metrics']} counted by grpc_server_handled_total"
+    )
