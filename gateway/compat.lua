@@ -421,6 +421,9 @@ end
 function envoy_on_request(handle)
   local headers = handle:headers()
   local original = headers:get(":path")
+  -- A trace's http.url is this path without its query (signed links, search terms, emails
+  -- live there): envoy.yaml's tracing (supervisor.tracing_values) reads it from here.
+  handle:streamInfo():dynamicMetadata():set("meetings.trace", "path", (original:match("^[^?]*")))
   local content_type = headers:get("content-type") or ""
   if content_type:find("^application/grpc") then
     if content_type:find("^application/grpc%-web") then

@@ -122,6 +122,16 @@ def tracing_values(settings: Settings) -> dict[str, str | int]:
         },
     }
     sampling = {"value": settings.trace_sample_ratio * 100}
+    # Envoy's http.url tag carries the query (signed download links, search terms): replaced by
+    # the path alone, which compat.lua puts in the request's metadata ("-" where it did not run).
+    url_tag = {
+        "tag": "http.url",
+        "metadata": {
+            "kind": {"request": {}},
+            "metadata_key": {"key": "meetings.trace", "path": [{"key": "path"}]},
+            "default_value": "-",
+        },
+    }
     socket = {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -132,7 +142,9 @@ def tracing_values(settings: Settings) -> dict[str, str | int]:
     }
     compact = functools.partial(json.dumps, separators=(",", ":"))
     return {
-        "TRACING": compact({"random_sampling": sampling, "provider": provider}),
+        "TRACING": compact(
+            {"random_sampling": sampling, "custom_tags": [url_tag], "provider": provider}
+        ),
         "OTLP_HOST": url.hostname or "127.0.0.1",
         "OTLP_PORT": url.port or (443 if tls else 80),
         "OTLP_TLS": compact(socket) if tls else "null",

@@ -20,6 +20,7 @@ from tests.observability.conftest import Supervised, supervise
 from tests.otlp_receiver import Receiver, Span, start_receiver
 
 CREATE = "/meetings.v1.MeetingService/CreateMeeting"
+SECRET = "query-secret-7f3a"
 
 
 @pytest.fixture
@@ -64,13 +65,17 @@ def test_a_rest_call_is_traced_from_envoy_to_sql_and_its_email_links_back(
         "127.0.0.1", traced.gateway_port, "POST", "/meetings", json.dumps(meeting), headers
     )
     assert reply.status == 200, reply
+    # Queries carry signed links and search terms: traces name the path only.
+    search = f"/meetings?name={SECRET}&limit=5"
+    raw_request("127.0.0.1", traced.gateway_port, "GET", search, None, headers)
     assert len(smtp.wait_for(1)) == 1  # the invitation
 
     def complete(found: list[Span]) -> bool:
         mine = spans_of(found, trace_id)
         delivered = [s for s in found if s.name == "deliver email" and trace_id in s.links]
         services = {s.service for s in mine}
-        return {"meetings-gateway", "meetings-api"} <= services and bool(delivered)
+        searched = [s for s in found if s.attributes.get("http.status_code") == "422"]
+        return {"meetings-gateway", "meetings-api"} <= services and bool(delivered and searched)
 
     # Envoy sends its spans every 5 s.
     found = receiver.wait_for(complete, timeout=20)
@@ -93,8 +98,10 @@ def test_a_rest_call_is_traced_from_envoy_to_sql_and_its_email_links_back(
     (written,) = [s for s in server if s.name == "outbox write"]
     assert written.parent_span_id in server_ids
     assert written.attributes["messaging.destination.name"] == "email.invitation"
-    # No statement's parameters are exported (they are users' data).
+    # No statement's parameters are exported (they are users' data), nor any query.
     assert not any("guest@example.com" in json.dumps(s.attributes) for s in found)
+    assert not any(SECRET in json.dumps(s.attributes) for s in found)
+    assert {"/meetings"} == {s.attributes["http.url"] for s in gateway if s.name == "ingress"}
 
     # The email went out in a trace of its own, linked to the request that wrote its row.
     (delivery,) = [s for s in found if s.name == "deliver email" and trace_id in s.links]
