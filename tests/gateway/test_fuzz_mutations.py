@@ -102,6 +102,7 @@ ROUTES = [
             b'{"meeting_url_template": "https://meet.example.com/%s"}', JSON, who="admin"),
     Request("GET", "/admin/webhooks/deliveries?limit=3", who="admin"),
     Request("POST", "/admin/webhooks/deliveries/123/resend", b"{}", JSON, who="admin"),
+    Request("GET", "/admin/dashboard", who="admin"),
 ]  # fmt: skip
 
 # What a mutation inserts into the URL (URL-legal characters only: anything else is not HTTP).
