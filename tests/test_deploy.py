@@ -506,6 +506,8 @@ def replica(
 
     env = _local_env(compose, "server", postgres, object_store, bucket, tmp_path / "server")
     env["GRPC_PORT"] = str(supervisor.free_port("127.0.0.1"))
+    # Each container has its own 9464; here they share one host.
+    env["METRICS_PORT"] = str(supervisor.free_port("127.0.0.1"))
     running = _start(_command(compose, "server"), env, tmp_path / "server.log")
     address = f"127.0.0.1:{env['GRPC_PORT']}"
     try:
@@ -586,6 +588,7 @@ def test_the_gateway_command_serves_tls_in_front_of_the_server(
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(supervisor.free_port("127.0.0.1")),
         "ENVOY_ADMIN_PORT": str(supervisor.free_port("127.0.0.1")),
+        "METRICS_PORT": str(supervisor.free_port("127.0.0.1")),
         "GATEWAY_TLS_CERT_FILE": str(cert),
         "GATEWAY_TLS_KEY_FILE": str(key),
         "GATEWAY_DRAIN_SECONDS": "1",

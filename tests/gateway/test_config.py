@@ -61,7 +61,26 @@ def test_render_replaces_only_the_named_values() -> None:
     assert placeholders == {
         "GATEWAY_HOST", "GATEWAY_PORT", "ENVOY_ADMIN_PORT", "GRPC_HOST", "GRPC_PORT",
         "GATEWAY_MAX_CONNECTIONS", "CORS_ALLOWED_ORIGINS", "GATEWAY_TLS", "GRPC_CLUSTER_TYPE",
+        "TRACING", "OTLP_HOST", "OTLP_PORT", "OTLP_TLS",
     }  # fmt: skip
+
+
+def test_tracing_renders_a_config_envoy_accepts(tmp_path: Path) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT over https: Envoy's tracer, its collector on 443 with TLS
+    (SNI the collector's name), the URL tag from compat.lua's metadata; Envoy validates it."""
+    traced = settings.Settings(otlp_endpoint="https://otel.example.com", trace_sample_ratio=0.25)
+    values = supervisor.tracing_values(traced)
+    assert (values["OTLP_HOST"], values["OTLP_PORT"]) == ("otel.example.com", 443)
+    assert '"sni":"otel.example.com"' in str(values["OTLP_TLS"])
+    tracing = str(values["TRACING"])
+    assert '"uri":"https://otel.example.com/v1/traces"' in tracing
+    assert '"random_sampling":{"value":25.0}' in tracing
+    assert '"tag":"http.url"' in tracing and " " not in tracing
+    config = tmp_path / "envoy.yaml"
+    template = (REPO / "envoy.yaml").read_text()
+    config.write_text(supervisor.render_envoy_config(template, values))
+    supervisor.validate_envoy_config(ENVOY, config)
+    assert supervisor.tracing_values(settings.Settings()) == {}
 
 
 def test_cors_origins_render_as_envoy_matchers() -> None:
