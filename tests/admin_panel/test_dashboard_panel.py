@@ -90,7 +90,7 @@ def test_the_dashboard_draws_what_the_admin_rpc_returns(
     # What the workload did: two reminders sent, in the last hour's minutes and the day's
     # hours; requests (the panel's own too) and the refused update.
     def added(period: str, name: str) -> int:
-        return sum(r[name] for r in board[period]) - sum(r[name] for r in before[period])
+        return int(sum(r[name] for r in board[period]) - sum(r[name] for r in before[period]))
 
     assert added("minutes", "reminders") == 2 and added("hours", "emails_sent") == 2
     assert added("hours", "emails_failed") == 0
