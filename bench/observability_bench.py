@@ -13,12 +13,9 @@ from __future__ import annotations
 import contextlib
 import statistics
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench import grpc_load, rest_load, stack
 from bench.grpc_load import Workload
@@ -26,26 +23,10 @@ from server import supervisor
 from server.domain.dashboard import quantile
 from server.settings import Settings
 from server.telemetry.metrics import LATENESS_BUCKETS
+from tests.metrics_scrape import scrape, total
 from tests.otlp_receiver import start_receiver
 
 QUIET = {"DELIVERY_ENABLED": "false"}
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for (n, found), v in samples.items() if n == name and wanted <= found)
 
 
 def summed(ports: list[int], name: str, **labels: str) -> float:

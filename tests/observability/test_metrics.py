@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from meetings.v1 import meetings_pb2 as pb
 from meetings.v1 import meetings_pb2_grpc
@@ -22,34 +20,13 @@ from server.supervisor import free_port
 from tests.conftest import Account, PgDatabase
 from tests.delivery_helpers import enqueue_reminders, wait_until
 from tests.gateway.conftest import raw_request
+from tests.metrics_scrape import Samples, scrape, total, value
 from tests.notifications.conftest import SmtpServer
 from tests.observability.conftest import Supervised, metric_names_in_rules, supervise
 from tests.replicas import Replica
 from tests.rpc_helpers import create
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 MISSING_ID = "0" * 24
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum over every series of `name` whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(v for (n, found), v in samples.items() if n == name and wanted <= found)
 
 
 def rpc(method: str, service: str = "meetings.v1.MeetingService") -> dict[str, str]:
