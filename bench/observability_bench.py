@@ -36,11 +36,19 @@ def summed(ports: list[int], name: str, **labels: str) -> float:
 
 def overhead(db: dict[str, Any], size: Any, workdir: Path, rounds_count: int) -> dict[str, Any]:
     work: Workload = db["work"]
-    rounds: dict[str, list[dict[str, float]]] = {"off": [], "metrics": [], "tracing": []}
+    rounds: dict[str, list[dict[str, float]]] = {
+        "off": [],
+        "metrics": [],
+        "tracing": [],
+        "tracing_10pct": [],
+    }
     counted: dict[str, float] = {"bench": 0.0, "metrics": 0.0}
     with contextlib.ExitStack() as running:
         sink = running.enter_context(contextlib.contextmanager(start_receiver)(decode=False))
-        traced = Settings(otlp_endpoint=sink.endpoint, trace_sample_ratio=1.0)
+        every, tenth = (
+            Settings(otlp_endpoint=sink.endpoint, trace_sample_ratio=ratio) for ratio in (1.0, 0.1)
+        )
+        traced = {**QUIET, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
         stacks = {
             "off": stack.Stack(
                 workdir / "obs_off", db["url"], env={**QUIET, "METRICS_PORT": "off"}
@@ -49,8 +57,15 @@ def overhead(db: dict[str, Any], size: Any, workdir: Path, rounds_count: int) ->
             "tracing": stack.Stack(
                 workdir / "obs_tracing",
                 db["url"],
-                env={**QUIET, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint},
-                envoy_values=supervisor.tracing_values(traced),
+                env=traced,
+                envoy_values=supervisor.tracing_values(every),
+            ),
+            # What production would run: a tenth of the traces kept (Envoy decides).
+            "tracing_10pct": stack.Stack(
+                workdir / "obs_tracing_10",
+                db["url"],
+                env={**traced, "TRACE_SAMPLE_RATIO": "0.1"},
+                envoy_values=supervisor.tracing_values(tenth),
             ),
         }
         for s in stacks.values():
@@ -84,7 +99,7 @@ def overhead(db: dict[str, Any], size: Any, workdir: Path, rounds_count: int) ->
         found[label] = {
             t: round(statistics.median(m[t] for m in measured), 1) for t in ("rest", "grpc")
         }
-    for label in ("metrics", "tracing"):
+    for label in ("metrics", "tracing", "tracing_10pct"):
         found[f"{label}_overhead_pct"] = {
             t: round(100 * (1 - found[label][t] / found["off"][t]), 1) if found["off"][t] else 0.0
             for t in ("rest", "grpc")
@@ -159,15 +174,18 @@ def _le(bound: float) -> str:
 
 
 def render(found: dict[str, Any]) -> Iterator[str]:
-    off, on, traced = found["off"], found["metrics"], found["tracing"]
+    off, on, traced, tenth = (found[k] for k in ("off", "metrics", "tracing", "tracing_10pct"))
     cost, trace_cost = found["metrics_overhead_pct"], found["tracing_overhead_pct"]
+    tenth_cost = found["tracing_10pct_overhead_pct"]
     ok = cost["rest"] < 5 and cost["grpc"] < 5
     yield (
         f"observability (get, median of {found['rounds']} rounds): metrics off REST"
         f" {off['rest']:.0f}/s gRPC {off['grpc']:.0f}/s; metrics on {on['rest']:.0f}/s"
         f" {on['grpc']:.0f}/s ({cost['rest']:+.1f}%, {cost['grpc']:+.1f}% cost; target < 5%:"
         f" {'yes' if ok else 'NO'}); with tracing {traced['rest']:.0f}/s {traced['grpc']:.0f}/s"
-        f" ({trace_cost['rest']:+.1f}%, {trace_cost['grpc']:+.1f}%)"
+        f" ({trace_cost['rest']:+.1f}%, {trace_cost['grpc']:+.1f}%), a tenth of traces kept"
+        f" {tenth['rest']:.0f}/s {tenth['grpc']:.0f}/s ({tenth_cost['rest']:+.1f}%,"
+        f" {tenth_cost['grpc']:+.1f}%)"
     )
     counted = found["requests_counted"]
     yield (

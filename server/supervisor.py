@@ -312,6 +312,8 @@ def run(
     With GATEWAY_UPSTREAM, only Envoy, in front of servers that run elsewhere."""
     gateway = _with_free_ports(gateway)
     check_port_free(gateway.gateway_host, gateway.gateway_port, "GATEWAY_PORT")
+    if settings.metrics_port:
+        check_port_free(settings.metrics_host, settings.metrics_port, "METRICS_PORT")
     if gateway.gateway_upstream is not None:
         return _run_gateway(settings, gateway, env, stopping, drain)
     ports = _server_ports(settings, gateway.server_processes)

@@ -55,7 +55,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         # The servers' /metrics saw the same sends.
         assert delivery[f"processes_{processes}"]["metrics"]["sent"] == report["size"]["reminders"]
     observability = report["observability"]
-    for label in ("off", "metrics", "tracing"):
+    for label in ("off", "metrics", "tracing", "tracing_10pct"):
         assert observability[label]["rest"] > 0 and observability[label]["grpc"] > 0, label
     assert observability["otlp_exports"] > 0  # the traced stack sent its spans
     counted = observability["requests_counted"]
