@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,10 @@ from bench.grpc_load import Workload
 from server import supervisor
 from server.domain.dashboard import quantile
 from server.settings import Settings
+from server.telemetry import metrics
 from server.telemetry.metrics import LATENESS_BUCKETS
+from server.transport import rpc
+from server.transport.meeting_service import MeetingService
 from tests.metrics_scrape import scrape, total
 from tests.otlp_receiver import start_receiver
 
@@ -42,7 +46,10 @@ def overhead(db: dict[str, Any], size: Any, workdir: Path, rounds_count: int) ->
         "tracing": [],
         "tracing_10pct": [],
     }
-    counted: dict[str, float] = {"bench": 0.0, "metrics": 0.0}
+    counted: dict[str, float] = {"bench": 0.0, "metrics": 0.0, "server_cpu_seconds": 0.0}
+    # Short rounds, many of them: this machine's minute-to-minute noise (±10%) is larger than
+    # what is measured, and alternating often spreads it over all four stacks alike.
+    seconds = max(1.0, size.seconds / 2)
     with contextlib.ExitStack() as running:
         sink = running.enter_context(contextlib.contextmanager(start_receiver)(decode=False))
         every, tenth = (
@@ -77,22 +84,24 @@ def overhead(db: dict[str, Any], size: Any, workdir: Path, rounds_count: int) ->
                     if label == "metrics"
                     else 0
                 )
-                rest = rest_load.run(
-                    s.gateway, "get", work, concurrency=size.concurrency, seconds=size.seconds
-                )
-                native = grpc_load.run(
-                    s.gateway,
-                    "get",
-                    work,
-                    concurrency=size.concurrency,
-                    seconds=size.seconds,
-                    max_requests=size.max_requests,
-                )
+                with stack.cpu_meter({"server": s.server_pids}) as cpu:
+                    rest = rest_load.run(
+                        s.gateway, "get", work, concurrency=size.concurrency, seconds=seconds
+                    )
+                    native = grpc_load.run(
+                        s.gateway,
+                        "get",
+                        work,
+                        concurrency=size.concurrency,
+                        seconds=seconds,
+                        max_requests=size.max_requests,
+                    )
                 rounds[label].append({"rest": rest.rps, "grpc": native.rps})
                 if label == "metrics":
                     after = summed(s.metrics_ports, "grpc_server_handled_total")
                     counted["metrics"] += after - before
                     counted["bench"] += rest.requests + native.requests
+                    counted["server_cpu_seconds"] += cpu["server"]
         exported = sink.requests
     found: dict[str, Any] = {"rounds": rounds_count, "otlp_exports": exported}
     for label, measured in rounds.items():
@@ -108,7 +117,50 @@ def overhead(db: dict[str, Any], size: Any, workdir: Path, rounds_count: int) ->
         "by_bench": int(counted["bench"]),
         "by_metrics": int(counted["metrics"]),
     }
+    # The precise figure beside the noisy one: what the counting costs per call, timed here,
+    # against the server's CPU per get measured above.
+    cpu_us = 1e6 * counted["server_cpu_seconds"] / counted["bench"] if counted["bench"] else 0.0
+    counting = counting_cost_us()
+    found["counting"] = {
+        "us_per_call": round(counting, 2),
+        "server_cpu_us_per_get": round(cpu_us, 1),
+        "pct_of_server_cpu": round(100 * counting / cpu_us, 2) if cpu_us else 0.0,
+    }
     return found
+
+
+class _Call:
+    """What Observed reads of a servicer context, for one call that returned normally."""
+
+    def code(self) -> None:
+        return None
+
+    def is_active(self) -> bool:
+        return True
+
+
+def counting_cost_us(calls: int = 100_000) -> float:
+    """Microseconds the request path's metric updates add to one call: an RPC's begin and end
+    (rpc.Observed) and the pool gauge's checkout and return, with metrics on, less the same
+    with them off (the activity and tracing checks run either way), best of three."""
+    method = MeetingService.GetMeeting
+    observed, call = rpc.Observed(method, stream=False, live=False), _Call()
+
+    def one_pass() -> float:
+        started = time.perf_counter()
+        for _ in range(calls):
+            observed.end(observed.begin(), call)
+            if metrics.enabled:
+                metrics.DB_POOL_IN_USE.inc()
+                metrics.DB_POOL_IN_USE.dec()
+        return (time.perf_counter() - started) / calls * 1e6
+
+    timed = {}
+    for state in (True, False):
+        metrics.enabled = state
+        timed[state] = min(one_pass() for _ in range(3))
+    metrics.enabled = True
+    return timed[True] - timed[False]
 
 
 class Watch:
@@ -186,6 +238,13 @@ def render(found: dict[str, Any]) -> Iterator[str]:
         f" ({trace_cost['rest']:+.1f}%, {trace_cost['grpc']:+.1f}%), a tenth of traces kept"
         f" {tenth['rest']:.0f}/s {tenth['grpc']:.0f}/s ({tenth_cost['rest']:+.1f}%,"
         f" {tenth_cost['grpc']:+.1f}%)"
+    )
+    counting = found["counting"]
+    yield (
+        f"  the counting itself: {counting['us_per_call']} µs per call (timed alone) of"
+        f" {counting['server_cpu_us_per_get']} µs of server CPU per get ="
+        f" {counting['pct_of_server_cpu']}% (target < 5%:"
+        f" {'yes' if counting['pct_of_server_cpu'] < 5 else 'NO'})"
     )
     counted = found["requests_counted"]
     yield (

@@ -58,6 +58,8 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     for label in ("off", "metrics", "tracing", "tracing_10pct"):
         assert observability[label]["rest"] > 0 and observability[label]["grpc"] > 0, label
     assert observability["otlp_exports"] > 0  # the traced stack sent its spans
+    assert observability["counting"]["us_per_call"] > 0
+    assert observability["counting"]["server_cpu_us_per_get"] > 0
     counted = observability["requests_counted"]
     # All but those in flight when a load stopped (16 at a time, REST and gRPC).
     assert counted["by_bench"] > 0 and abs(counted["by_metrics"] - counted["by_bench"]) <= 32

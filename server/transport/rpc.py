@@ -254,7 +254,7 @@ def handler(
 
     def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
         materialize = stream and not live
-        observed = _Observed(method, stream or live, live)
+        observed = Observed(method, stream or live, live)
 
         def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
             began = observed.begin()
@@ -288,7 +288,7 @@ def handler(
     return decorate
 
 
-class _Observed:
+class Observed:
     """One method's metrics (telemetry.metrics) and activity (telemetry.activity), with its
     labels resolved once, when it is decorated."""
 
