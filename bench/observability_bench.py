@@ -77,8 +77,11 @@ def overhead(db: dict[str, Any], size: Any, workdir: Path, rounds_count: int) ->
         }
         for s in stacks.values():
             running.enter_context(s)
-        for _ in range(rounds_count):
-            for label, s in stacks.items():
+        order = list(stacks.items())
+        for turn in range(rounds_count):
+            # Each round starts with another stack: no stack always follows the same one.
+            shift = turn % len(order)
+            for label, s in order[shift:] + order[:shift]:
                 before = (
                     summed(s.metrics_ports, "grpc_server_handled_total")
                     if label == "metrics"
