@@ -59,10 +59,10 @@ class Size:
     delivery_timeout: float
     recording_mib: int  # one recording's size, uploaded and downloaded per round
     recording_rounds: int
-    observability_rounds: int  # of metrics off / on / traced, alternating
+    observability_rounds: int  # of metrics off / on / traced, alternating (4: each stack leads once)
 
 
-FULL = Size(16, 4.0, 100_000, (1_000, 10_000), (100_000, 1_000_000), 500, 10_000, 150.0, 100, 3, 8)
+FULL = Size(16, 4.0, 100_000, (1_000, 10_000), (100_000, 1_000_000), 500, 10_000, 150.0, 100, 3, 4)
 QUICK = Size(16, 1.0, 300, (200, 2_000), (2_000, 20_000), 50, 100, 30.0, 4, 1, 1)
 
 
