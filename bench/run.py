@@ -59,7 +59,7 @@ class Size:
     delivery_timeout: float
     recording_mib: int  # one recording's size, uploaded and downloaded per round
     recording_rounds: int
-    observability_rounds: int  # of metrics off / on / traced, alternating (4: each stack leads once)
+    observability_rounds: int  # metrics off / on / traced, alternating (4: each leads once)
 
 
 FULL = Size(16, 4.0, 100_000, (1_000, 10_000), (100_000, 1_000_000), 500, 10_000, 150.0, 100, 3, 4)
