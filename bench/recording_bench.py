@@ -55,13 +55,13 @@ class Transfer:
 def rss_peak(pid: int, every: float = 0.02) -> Iterator[list[float]]:
     """The highest resident set size (MiB) of `pid` seen while the block runs, sampled every
     20 ms; filled in as [before, peak] on exit."""
-    before = _rss_mib(pid)
+    before = stack.rss_mib(pid)
     seen = [before]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(every):
-            seen.append(_rss_mib(pid))
+            seen.append(stack.rss_mib(pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -72,13 +72,6 @@ def rss_peak(pid: int, every: float = 0.02) -> Iterator[list[float]]:
         done.set()
         sampler.join()
         found[:] = [before, max(seen)]
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _messages(meeting_id: str, data: bytes, sha: str) -> Iterator[Any]:

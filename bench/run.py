@@ -140,13 +140,15 @@ def request_path(
     found: dict[str, Any] = {}
     pids = {"server": s.server_pids, "envoy": [s.envoy_pid]}
     for op in ops:
+        rss_before = _rss(s)
         with stack.cpu_meter(pids) as cpu:
             started = time.monotonic()
             rest = rest_load.run(
                 s.gateway, op, work, concurrency=size.concurrency, seconds=size.seconds
             )
             elapsed = time.monotonic() - started
-        found[f"rest_{op}"] = _row(rest, cpu, elapsed)
+        found[f"rest_{op}"] = _row(rest, cpu, elapsed) | {"rss_mib": [rss_before, _rss(s)]}
+        rss_before = _rss(s)
         with stack.cpu_meter(pids) as cpu:
             started = time.monotonic()
             native = grpc_load.run(
@@ -158,9 +160,14 @@ def request_path(
                 max_requests=size.max_requests,
             )
             elapsed = time.monotonic() - started
-        found[f"grpc_{op}"] = _row(native, cpu, elapsed)
+        found[f"grpc_{op}"] = _row(native, cpu, elapsed) | {"rss_mib": [rss_before, _rss(s)]}
         print(f"  {op}: REST {rest.rps:.0f}/s, gRPC {native.rps:.0f}/s", flush=True)
     return found
+
+
+def _rss(s: stack.Stack) -> list[float]:
+    """Each server process's resident memory now, MiB."""
+    return [round(stack.rss_mib(pid), 1) for pid in s.server_pids]
 
 
 def latency(s: stack.Stack, work: Workload, size: Size) -> dict[str, float]:
@@ -281,6 +288,7 @@ def delivery(pg: stack.Postgres, db: dict[str, Any], size: Size, workdir: Path) 
                     )
                     unsent = delivery_bench.discard_unsent(pool, f"p{processes}")
                     seen = watch.report()
+                    rss_after = _rss(s)
                 found[f"processes_{processes}"] = {
                     "messages": result.messages,
                     "unsent_at_timeout": unsent,
@@ -290,6 +298,7 @@ def delivery(pg: stack.Postgres, db: dict[str, Any], size: Size, workdir: Path) 
                     "fraction_of_plain": round(result.rate / plain.rate, 3) if plain.rate else 0,
                     # What the servers' /metrics said of the same run.
                     "metrics": seen,
+                    "rss_mib_after": rss_after,
                 }
                 print(
                     f"  {processes} process(es): {result.rate:.0f} messages/s, "
@@ -459,9 +468,31 @@ def render_table(report: dict[str, Any]) -> str:
             f" p99 {seen['p99_late_ms']} ms (from the histogram's buckets), peak backlog"
             f" {seen['peak_backlog']}, oldest due {seen['peak_oldest_due_seconds']} s"
         )
+    lines.extend(_memory_lines(report))
     lines.extend(observability_bench.render(report["observability"]))
     lines.extend(recording_bench.render(report["recordings"]))
     return "\n".join(lines)
+
+
+def _memory_lines(report: dict[str, Any]) -> list[str]:
+    """The one-process service's RSS before its first load and after each, and every server
+    process's after the reminder runs (issue: it must not grow with the requests served)."""
+    service = report["service"]
+    steps = [service[f"{t}_{op}"]["rss_mib"] for op in OPS for t in ("rest", "grpc")]
+    first, last = steps[0][0], steps[-1][1]
+    line = " -> ".join(f"{after[0]:.0f}" for _, after in steps)
+    served = sum(service[f"{t}_{op}"]["requests"] for op in OPS for t in ("rest", "grpc"))
+    delivery = report["delivery"]
+    after = ", ".join(
+        f"{p} process(es) "
+        + "/".join(f"{v:.0f}" for v in delivery[f"processes_{p}"]["rss_mib_after"])
+        for p in (1, 2)
+    )
+    return [
+        f"memory (server RSS, MiB): {first[0]:.0f} before the first load, after each of the 8:"
+        f" {line} ({served:,} requests; {last[0] - first[0]:+.0f} MiB in all);"
+        f" after {report['size']['reminders']:,} reminders: {after}"
+    ]
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     for section in ("framework_ceiling_2", "service_2"):
         for key in ("rest_create", "grpc_create", "rest_list", "grpc_list"):
             assert report[section][key]["rps"] > 0, (section, key)
+    # Memory of the server process before and after each load, and after the reminder runs.
+    for op in ops:
+        for transport in ("rest", "grpc"):
+            before, after = report["service"][f"{transport}_{op}"]["rss_mib"]
+            assert before[0] > 10 and after[0] > 10, (op, transport)
     for op in ops:
         assert report["database_ceiling"][op]["rps"] > 0, op
         assert report["fractions"][f"grpc_{op}"]["fraction"] > 0, op
@@ -52,6 +57,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     for processes in (1, 2):
         assert delivery[f"processes_{processes}"]["messages"] == report["size"]["reminders"]
         assert delivery[f"processes_{processes}"]["rate"] > 0
+        assert len(delivery[f"processes_{processes}"]["rss_mib_after"]) == processes
         # The servers' /metrics saw the same sends.
         assert delivery[f"processes_{processes}"]["metrics"]["sent"] == report["size"]["reminders"]
     observability = report["observability"]
