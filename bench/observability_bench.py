@@ -235,8 +235,8 @@ def render(found: dict[str, Any]) -> Iterator[str]:
     yield (
         f"observability (get, median of {found['rounds']} rounds): metrics off REST"
         f" {off['rest']:.0f}/s gRPC {off['grpc']:.0f}/s; metrics on {on['rest']:.0f}/s"
-        f" {on['grpc']:.0f}/s (cost {cost['rest']:+.1f}% / {cost['grpc']:+.1f}%: whole stacks, inside"
-        f" this machine's noise); with tracing {traced['rest']:.0f}/s {traced['grpc']:.0f}/s"
+        f" {on['grpc']:.0f}/s (cost {cost['rest']:+.1f}% / {cost['grpc']:+.1f}%: whole stacks,"
+        f" inside this machine's noise); with tracing {traced['rest']:.0f}/s {traced['grpc']:.0f}/s"
         f" ({trace_cost['rest']:+.1f}%, {trace_cost['grpc']:+.1f}%), a tenth of traces kept"
         f" {tenth['rest']:.0f}/s {tenth['grpc']:.0f}/s ({tenth_cost['rest']:+.1f}%,"
         f" {tenth_cost['grpc']:+.1f}%)"
