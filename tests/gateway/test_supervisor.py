@@ -176,28 +176,18 @@ def test_a_broken_envoy_config_stops_make_run_before_it_starts(tmp_path: Path) -
     assert not (tmp_path / "data" / "pg").exists()  # nothing was started
 
 
-def test_a_metrics_port_in_use_stops_make_run_before_it_starts(tmp_path: Path) -> None:
-    """The default 9464 taken (another instance's /metrics): a clear refusal up front."""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        result = _refused_start(tmp_path / "data", METRICS_PORT=str(port))
-    assert result.returncode == 1
-    assert result.stderr.startswith(f"cannot start: METRICS_PORT {port} on 127.0.0.1 is in use")
-    assert not (tmp_path / "data" / "pg").exists()  # nothing was started
-
-
-def test_a_gateway_port_in_use_stops_make_run_before_it_starts(tmp_path: Path) -> None:
-    """An old instance (or another stack) on GATEWAY_PORT: a clear refusal, not two stacks
-    sharing the port (before, SO_REUSEPORT let the kernel split traffic between them)."""
+@pytest.mark.parametrize("setting", ["GATEWAY_PORT", "METRICS_PORT"])
+def test_a_port_in_use_stops_make_run_before_it_starts(tmp_path: Path, setting: str) -> None:
+    """An old instance (or another stack) on GATEWAY_PORT, or another /metrics on
+    METRICS_PORT (9464 by default): a clear refusal up front, not two stacks sharing the port
+    (before, SO_REUSEPORT let the kernel split traffic between them)."""
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = _refused_start(tmp_path / "data", GATEWAY_PORT=str(port))
+        result = _refused_start(tmp_path / "data", **{setting: str(port)})
     assert result.returncode == 1
-    assert result.stderr.startswith(f"cannot start: GATEWAY_PORT {port} on 127.0.0.1 is in use")
+    assert result.stderr.startswith(f"cannot start: {setting} {port} on 127.0.0.1 is in use")
     assert "Meetings REST API" not in result.stdout
     assert not (tmp_path / "data" / "pg").exists()  # nothing was started
