@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 ENVOY_TIMEOUT_SECONDS = 2.0
 STATEMENT_TIMEOUT_MS = 2000
-WEBHOOK_STATES = ("unset", "enabled", "disabled")
 
 
 class DatabaseView(Collector):
@@ -65,14 +64,13 @@ class DatabaseView(Collector):
         up.add_metric([], 1)
         yield up
         yield from _outbox_families(backlog)
-        state = "unset" if not webhook.url else "enabled" if webhook.enabled else "disabled"
         endpoint = GaugeMetricFamily(
             "meetings_webhook_endpoint_state",
             "The recording-done webhook endpoint's state (1 for the current one).",
             labels=["state"],
         )
-        for name in WEBHOOK_STATES:
-            endpoint.add_metric([name], float(name == state))
+        for name in webhook_settings.STATES:
+            endpoint.add_metric([name], float(name == webhook.state))
         yield endpoint
         yield GaugeMetricFamily("meetings_recordings_stored", "Recordings stored.", value=count)
         yield GaugeMetricFamily(
@@ -177,6 +175,7 @@ class Endpoint:
             host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
         )
         self.port = int(self._server.server_port)
+        self.url = f"http://{host}:{self.port}/metrics"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True
         )

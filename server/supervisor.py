@@ -400,7 +400,7 @@ def _run_gateway(
             flush=True,
         )
         if endpoint is not None:
-            print(f"Metrics: http://{settings.metrics_host}:{endpoint.port}/metrics", flush=True)
+            print(f"Metrics: {endpoint.url}", flush=True)
         return _supervise(children, stopping)
     finally:
         if endpoint is not None:
@@ -536,7 +536,7 @@ def _announce(
         flush=True,
     )
     if endpoint is not None:
-        print(f"Metrics: http://{settings.metrics_host}:{endpoint.port}/metrics", flush=True)
+        print(f"Metrics: {endpoint.url}", flush=True)
 
 
 def main() -> int:

@@ -73,7 +73,7 @@ def load(now: datetime | None = None) -> Dashboard:
     hours = {t.start: t for t in activity_rows.totals(first_hour, 3600)}
     backlog = outbox.backlog()
     webhook = webhook_settings.load()
-    state = "unset" if not webhook.url else "enabled" if webhook.enabled else "disabled"
+    state = webhook.state
     return Dashboard(
         minutes=[
             _minute_point(start, minutes.get(start))

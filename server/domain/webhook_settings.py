@@ -23,6 +23,7 @@ DISABLED_REASON = "webhook_disabled_reason"
 SECRETS = "webhook_secrets"
 URL_MAX = 2048
 PREVIOUS_SECRET_SECONDS = 86400
+STATES = ("unset", "enabled", "disabled")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class WebhookSettings:
     disabled_reason: str = ""
     # [(whsec_..., expires_at or None)], newest first.
     secrets: tuple[tuple[str, datetime | None], ...] = ()
+
+    @property
+    def state(self) -> str:
+        """One of STATES: no URL, on, or turned off (by an operator or after a 410)."""
+        return "unset" if not self.url else "enabled" if self.enabled else "disabled"
 
     def active_secrets(self, now: datetime) -> list[str]:
         return [s for s, expires in self.secrets if expires is None or expires > now]

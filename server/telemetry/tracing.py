@@ -53,10 +53,6 @@ def configure(endpoint: str, sample_ratio: float, instance: str) -> None:
     _enabled = True
 
 
-def enabled() -> bool:
-    return _enabled
-
-
 def server_interceptors() -> list[Any]:
     """The gRPC server's interceptors: the instrumentation's, when tracing is on."""
     if not _enabled:
