@@ -29,6 +29,9 @@ RUN grep -E '^(grpcio|grpcio-tools|protobuf|googleapis-common-protos)==' require
     && python -m venv /opt/gen \
     && /opt/gen/bin/pip install -r /tmp/gen-requirements.txt
 COPY protos/ protos/
+# The descriptor's REST names (server/transport/rest_names.py, run by `make gen`).
+COPY server/__init__.py server/
+COPY server/transport/__init__.py server/transport/rest_names.py server/transport/
 # `make gen` with this venv: its `.installed` stamp, touched here, stands for `make setup`
 # (which would install every dev tool); gen/ and the descriptor are rebuilt from protos/ here,
 # never taken from the build context (.dockerignore leaves them out).

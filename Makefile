@@ -12,9 +12,18 @@ DESCRIPTOR := gateway/meetings.pb
 SDK_TESTS := tests/sdk
 SDK_MODULES := $(SDK_TESTS)/node_modules/.installed
 SDK_GRPC_WEB := $(SDK_TESTS)/gen/grpc-web.js
+# clients/: buf and the stub generators for other languages, pinned by its package-lock.json.
+CLIENTS := clients
+CLIENT_MODULES := $(CLIENTS)/node_modules/.installed
+BUF := $(CLIENTS)/node_modules/.bin/buf
+STUBS := gen/stubs/.stamp
+# Debian's protoc (Java's generator), Go and grpc-java plugins, and the Java libraries the
+# Java client test compiles against (grpc-java 1.41, protobuf-java 3.21, as protoc is).
+DEBIAN_STUB_TOOLS := protobuf-compiler protoc-gen-go protoc-gen-go-grpc \
+	protobuf-compiler-grpc-java-plugin libgrpc-java libprotobuf-java
 PYTEST_ARGS ?=
 
-.PHONY: all setup gen run test lint bench fuzz clean
+.PHONY: all setup gen run test lint bench fuzz clean stubs proto-release
 
 all: setup
 
@@ -31,14 +40,15 @@ $(INSTALLED): $(PY) requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-# Python modules, typing stubs and the gateway's descriptor set, rebuilt when a .proto changes.
+# Python modules, typing stubs and the gateway's descriptor set, rebuilt when a .proto changes
+# (server/transport/rest_names.py names the descriptor's fields by their REST keys).
 $(GEN_STAMP): $(PROTOS) $(INSTALLED)
 	mkdir -p $(GEN_DIR) $(dir $(DESCRIPTOR))
-	googleapis=$$($(PY) -c 'import google.api.annotations_pb2 as a, pathlib; print(pathlib.Path(a.__file__).parent.parent.parent)'); \
-	$(PY) -m grpc_tools.protoc -Iprotos -I"$$googleapis" \
+	$(PY) -m grpc_tools.protoc -Iprotos -Iprotos/vendor \
 		--python_out=gen --grpc_python_out=gen --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_out=gen --mypy_grpc_out=gen $(PROTOS) && \
-	$(PY) -m grpc_tools.protoc -Iprotos -I"$$googleapis" --include_imports --include_source_info \
-		--descriptor_set_out=$(DESCRIPTOR) $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto
+	$(PY) -m grpc_tools.protoc -Iprotos -Iprotos/vendor --include_imports --include_source_info \
+		--descriptor_set_out=$(DESCRIPTOR) $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto && \
+	$(PY) -m server.transport.rest_names $(DESCRIPTOR)
 	touch gen/meetings/__init__.py $(GEN_DIR)/__init__.py gen/meetings/py.typed
 	touch $@
 
@@ -56,13 +66,37 @@ $(SDK_MODULES): $(SDK_TESTS)/package-lock.json
 # bundled with Connect-ES's transport by esbuild into one ES module for Node and Chromium.
 $(SDK_GRPC_WEB): $(PROTOS) $(SDK_TESTS)/grpc-web.js $(SDK_MODULES) $(INSTALLED)
 	rm -rf $(SDK_TESTS)/gen && mkdir -p $(SDK_TESTS)/gen/stubs
-	googleapis=$$($(PY) -c 'import google.api.annotations_pb2 as a, pathlib; print(pathlib.Path(a.__file__).parent.parent.parent)'); \
-	$(PY) -m grpc_tools.protoc -Iprotos -I"$$googleapis" \
+	$(PY) -m grpc_tools.protoc -Iprotos -Iprotos/vendor \
 		--plugin=protoc-gen-es=$(SDK_TESTS)/node_modules/.bin/protoc-gen-es \
 		--es_out=$(SDK_TESTS)/gen/stubs --es_opt=target=js,import_extension=js \
 		$(PROTOS) google/api/annotations.proto google/api/http.proto google/api/httpbody.proto
 	$(SDK_TESTS)/node_modules/.bin/esbuild $(SDK_TESTS)/grpc-web.js --bundle --format=esm \
 		--log-level=warning --outfile=$@
+
+$(CLIENT_MODULES): $(CLIENTS)/package-lock.json
+	cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Clients in TypeScript (@grpc/grpc-js), Go and Java under gen/stubs/ (protos/buf.gen.yaml), with
+# google.rpc's error details, and the plugins installed from Debian (as root, if missing).
+$(STUBS): $(PROTOS) protos/buf.gen.yaml $(CLIENT_MODULES)
+	command -v grpc_java_plugin >/dev/null && command -v protoc-gen-go-grpc >/dev/null \
+		&& [ -e /usr/share/java/grpc-stub.jar ] || [ "$$(id -u)" != 0 ] \
+		|| apt-get install -y -qq $(DEBIAN_STUB_TOOLS) >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq $(DEBIAN_STUB_TOOLS) >/dev/null; }
+	rm -rf gen/stubs
+	$(BUF) generate protos --template protos/buf.gen.yaml \
+		--path protos/meetings --path protos/vendor/google/rpc
+	# Go code takes google.rpc from its own module, google.golang.org/genproto.
+	rm -rf gen/stubs/go/google
+	touch $@
+
+stubs: $(STUBS)
+
+# The descriptor that `buf breaking` compares against: rewrite it when a release is cut
+# (deliberately; say what changed in CHANGELOG.md).
+proto-release: $(CLIENT_MODULES)
+	$(BUF) build protos --exclude-source-info --path protos/meetings -o protos/release.txtpb
 
 # The database (embedded unless DATABASE_URL is set), the gRPC server and the Envoy gateway,
 # supervised together; prints the REST base URL. Ports: GATEWAY_PORT, ENVOY_ADMIN_PORT, GRPC_PORT.
@@ -71,14 +105,17 @@ run: setup
 
 # nftables for the per-client connection limit's test (gateway/connlimit.nft), where root can
 # install it; without it that one test is skipped, saying so.
-test: setup $(SDK_MODULES) $(SDK_GRPC_WEB)
+test: setup $(SDK_MODULES) $(SDK_GRPC_WEB) $(STUBS)
 	command -v nft >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq nftables >/dev/null \
 		|| echo "nftables could not be installed: the per-client connection test is skipped"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# ruff (with the SQL-text ban outside server/storage/), mypy --strict, and the layer contracts
-# of docs/architecture.md (import-linter, configured in pyproject.toml).
-lint: setup
+# buf lint and buf breaking (against the last release's descriptor), ruff (with the SQL-text
+# ban outside server/storage/), mypy --strict, and the layer contracts of docs/architecture.md
+# (import-linter, configured in pyproject.toml).
+lint: setup $(CLIENT_MODULES)
+	$(BUF) lint protos
+	$(BUF) breaking protos --against protos/release.txtpb
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports

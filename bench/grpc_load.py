@@ -70,13 +70,13 @@ def _call(stub: Any, op: str, work: Workload, n: int, rand: random.Random) -> An
         )
     if op == "get":
         get = meetings_pb2.GetMeetingRequest()
-        setattr(get, "_id", rand.choice(work.meeting_ids))  # noqa: B010
+        get.id = rand.choice(work.meeting_ids)
         return stub.GetMeeting(get, metadata=metadata)
     if op == "update":
         update = meetings_pb2.UpdateMeetingRequest(
             meeting=meetings_pb2.MeetingInput(name=f"Renamed {n} {rand.random()}")
         )
-        setattr(update, "_id", rand.choice(work.meeting_ids))  # noqa: B010
+        update.id = rand.choice(work.meeting_ids)
         return stub.UpdateMeeting(update, metadata=metadata)
     if op == "list":
         request = meetings_pb2.ListMeetingsRequest()

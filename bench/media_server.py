@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 size=len(data),
             )
             made = media.UploadRecording(messages(metadata, data), metadata=auth)
-            print(f"uploaded {made._id} ({made.size} MB), file_uid {made.file_uid}")
+            print(f"uploaded {made.id} ({made.size} MB), file_uid {made.file_uid}")
             if not args.no_end:
                 media.EndCall(pb.EndCallRequest(meeting_id=args.meeting_id), metadata=auth)
                 print(f"ended the call of meeting {args.meeting_id}")

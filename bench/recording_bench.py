@@ -90,7 +90,7 @@ def _meeting(channel: grpc.Channel, token: str) -> str:
     made = meetings_pb2_grpc.MeetingServiceStub(channel).CreateMeeting(
         meetings_pb2.CreateMeetingRequest(meeting=meeting), metadata=(("cb-token", token),)
     )
-    return str(getattr(made, "_id"))  # noqa: B009 (the REST contract's field name)
+    return str(made.id)
 
 
 def _download(url: str, sha: str) -> float:
@@ -156,7 +156,7 @@ def plain_store(store: ObjectStore, bucket: str, data: bytes, sha: str) -> Trans
 
 def _delete_request(meeting_id: str) -> Any:
     request = meetings_pb2.DeleteMeetingRequest()
-    setattr(request, "_id", meeting_id)  # noqa: B010 (the REST contract's field name)
+    request.id = meeting_id
     return request
 
 

@@ -33,6 +33,9 @@ local MEETING_FIELDS = {
 }
 -- ListMeetingsRequest: fields that take operators, and those that take a plain value.
 local FILTER_FIELDS = { start_date = true, end_date = true, created_at = true, updated_at = true }
+-- Where MeetingInput's field is named otherwise than its REST key (its json_name): an update's
+-- field mask names the field.
+local MASK_PATHS = { _id = "id" }
 local PLAIN_PARAMS = { scheduled = true, limit = true, offset = true, _id = true }
 local OPERATORS = {
   eq = true, gt = true, gte = true, lt = true, lte = true, ne = true, ["in"] = true, nin = true,
@@ -375,7 +378,7 @@ local function meeting_keys(handle, body)
       problems[#problems + 1] = { key, "is not a meeting field" }
     elseif not seen[name] then
       seen[name] = true
-      names[#names + 1] = name
+      names[#names + 1] = MASK_PATHS[name] or name
     end
   end
   if #problems > 0 then

@@ -36,7 +36,7 @@ def create(stub: Any, account: Account, **fields: Any) -> pb.Meeting:
 def update(
     stub: Any, account: Account, meeting_id: str, mask: list[str] | None = None, **fields: Any
 ) -> pb.Meeting:
-    request = pb.UpdateMeetingRequest(_id=meeting_id, meeting=meeting_rules(**fields))
+    request = pb.UpdateMeetingRequest(id=meeting_id, meeting=meeting_rules(**fields))
     if mask is not None:
         request.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=mask))
     result: pb.Meeting = stub.UpdateMeeting(request, metadata=account.metadata)
@@ -45,7 +45,7 @@ def update(
 
 def get(stub: Any, account: Account, meeting_id: str) -> pb.Meeting:
     result: pb.Meeting = stub.GetMeeting(
-        pb.GetMeetingRequest(_id=meeting_id), metadata=account.metadata
+        pb.GetMeetingRequest(id=meeting_id), metadata=account.metadata
     )
     return result
 
@@ -57,7 +57,7 @@ def listed(stub: Any, account: Account, **filters: Any) -> list[str]:
 
 
 def m_id(message: Any) -> str:
-    value: str = getattr(message, "_id")
+    value: str = message.id
     return value
 
 

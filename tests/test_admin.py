@@ -39,7 +39,7 @@ def test_admin_creates_a_meeting_for_a_user(
 ) -> None:
     host = accounts["host"]
     made = admin.CreateMeeting(
-        pb.AdminCreateMeetingRequest(
+        pb.AdminServiceCreateMeetingRequest(
             meeting=meeting_rules(
                 name="Ops call", start_date=100, end_date=200, user_id=host.user_id
             )
@@ -50,14 +50,16 @@ def test_admin_creates_a_meeting_for_a_user(
     assert Meeting.get_by_id(m_id(made)).host_id == host.user_id
     missing = rpc_error(
         lambda: admin.CreateMeeting(
-            pb.AdminCreateMeetingRequest(meeting=meeting_rules(name="x", start_date=1, end_date=2)),
+            pb.AdminServiceCreateMeetingRequest(
+                meeting=meeting_rules(name="x", start_date=1, end_date=2)
+            ),
             metadata=admin_metadata(admin_key),
         )
     )
     assert field_violations(missing) == {"user_id": ["is required: the user who hosts it"]}
     unknown = rpc_error(
         lambda: admin.CreateMeeting(
-            pb.AdminCreateMeetingRequest(
+            pb.AdminServiceCreateMeetingRequest(
                 meeting=meeting_rules(name="x", start_date=1, end_date=2, user_id=99999)
             ),
             metadata=admin_metadata(admin_key),
@@ -84,18 +86,18 @@ def test_admin_lists_and_deletes_any_meetings_recordings(
     made = [upload(media, media_key, meeting_id, data=bytes([i]) * 10) for i in range(2)]
     listed = list(
         admin.ListMeetingRecordings(
-            pb.AdminMeetingRecordingsRequest(meeting_id=meeting_id),
+            pb.ListMeetingRecordingsRequest(meeting_id=meeting_id),
             metadata=admin_metadata(admin_key),
         )
     )
-    assert [getattr(r, "_id") for r in listed] == [getattr(r, "_id") for r in made]
+    assert [r.id for r in listed] == [r.id for r in made]
     admin.DeleteMeetingRecordings(
-        pb.AdminMeetingRecordingsRequest(meeting_id=meeting_id), metadata=admin_metadata(admin_key)
+        pb.DeleteMeetingRecordingsRequest(meeting_id=meeting_id), metadata=admin_metadata(admin_key)
     )
     assert Recording.select().count() == 0
     error = rpc_error(
         lambda: admin.ListMeetingRecordings(
-            pb.AdminMeetingRecordingsRequest(meeting_id="f" * 24),
+            pb.ListMeetingRecordingsRequest(meeting_id="f" * 24),
             metadata=admin_metadata(admin_key),
         )
     )

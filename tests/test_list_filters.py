@@ -64,7 +64,7 @@ def test_scheduled_and_id_equality(meeting_stub: Any, three: tuple[Account, list
     host, made = three
     assert listed(meeting_stub, host, scheduled=True) == [made[1]]
     assert listed(meeting_stub, host, scheduled=False) == [made[0], made[2]]
-    assert listed(meeting_stub, host, _id=made[2]) == [made[2]]
+    assert listed(meeting_stub, host, id=made[2]) == [made[2]]
 
 
 def test_operators_combine(meeting_stub: Any, three: tuple[Account, list[str]]) -> None:

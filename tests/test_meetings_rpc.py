@@ -192,7 +192,7 @@ def test_update_mask_rejects_unknown_paths_and_host_change(
 def test_update_body_id_must_match(meeting_stub: Any, accounts: dict[str, Account]) -> None:
     host = accounts["host"]
     m = create(meeting_stub, host)
-    error = rpc_error(lambda: update(meeting_stub, host, m_id(m), _id="f" * 24, name="x"))
+    error = rpc_error(lambda: update(meeting_stub, host, m_id(m), id="f" * 24, name="x"))
     assert field_violations(error) == {"_id": ["does not match the meeting being updated"]}
     assert get(meeting_stub, host, m_id(m)).name == m.name
 
@@ -217,17 +217,17 @@ def test_only_the_host_changes_or_deletes(meeting_stub: Any, accounts: dict[str,
     ):
         error = rpc_error(
             lambda: meeting_stub.DeleteMeeting(
-                pb.DeleteMeetingRequest(_id=m_id(m)), metadata=who.metadata
+                pb.DeleteMeetingRequest(id=m_id(m)), metadata=who.metadata
             )
         )
         assert error.code() == code
     assert get(meeting_stub, host, m_id(m)).name == m.name
-    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(_id=m_id(m)), metadata=host.metadata)
+    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(id=m_id(m)), metadata=host.metadata)
     assert rpc_error(lambda: get(meeting_stub, host, m_id(m))).code() == grpc.StatusCode.NOT_FOUND
     assert (
         rpc_error(
             lambda: meeting_stub.DeleteMeeting(
-                pb.DeleteMeetingRequest(_id=m_id(m)), metadata=host.metadata
+                pb.DeleteMeetingRequest(id=m_id(m)), metadata=host.metadata
             )
         ).code()
         == grpc.StatusCode.NOT_FOUND
@@ -294,7 +294,7 @@ def test_chat_dialog_follows_the_meeting(
     assert db.execute_sql("SELECT count(*) FROM chat_dialogs").fetchone()[0] == 0
     on = update(meeting_stub, host, m_id(m), chat=True)
     assert chat.occupants(on.chat_dialog_id.string_value) == {host.user_id, 77}
-    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(_id=m_id(m)), metadata=host.metadata)
+    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(id=m_id(m)), metadata=host.metadata)
     assert db.execute_sql("SELECT count(*) FROM chat_dialogs").fetchone()[0] == 0
     assert db.execute_sql("SELECT count(*) FROM chat_dialog_occupants").fetchone()[0] == 0
 
@@ -335,7 +335,7 @@ def test_responses_carry_token_expiry_and_request_id(
 ) -> None:
     host = accounts["host"]
     _, call = meeting_stub.ListMeetingsPage.with_call(
-        pb.ListMeetingsRequest(), metadata=(*host.metadata, ("x-request-id", "req-123"))
+        pb.ListMeetingsPageRequest(), metadata=(*host.metadata, ("x-request-id", "req-123"))
     )
     headers = dict(call.initial_metadata())
     assert headers["x-request-id"] == "req-123"
@@ -346,17 +346,17 @@ def test_paged_list(meeting_stub: Any, accounts: dict[str, Account]) -> None:
     host = accounts["host"]
     made = [m_id(create(meeting_stub, host, start_date=1000 + i, end_date=2000)) for i in range(5)]
     page = meeting_stub.ListMeetingsPage(
-        pb.ListMeetingsRequest(limit=2, offset=1), metadata=host.metadata
+        pb.ListMeetingsPageRequest(limit=2, offset=1), metadata=host.metadata
     )
     assert (page.limit, page.skip, page.total_entries) == (2, 1, 5)
     assert [m_id(m) for m in page.items] == made[1:3]
     capped = meeting_stub.ListMeetingsPage(
-        pb.ListMeetingsRequest(limit=1000), metadata=host.metadata
+        pb.ListMeetingsPageRequest(limit=1000), metadata=host.metadata
     )
     assert (capped.limit, len(capped.items)) == (100, 5)
     error = rpc_error(
         lambda: meeting_stub.ListMeetingsPage(
-            pb.ListMeetingsRequest(limit=0), metadata=host.metadata
+            pb.ListMeetingsPageRequest(limit=0), metadata=host.metadata
         )
     )
     assert field_violations(error) == {"limit": ["must be from 1 to 100"]}

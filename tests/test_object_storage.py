@@ -139,7 +139,7 @@ def test_a_gateway_link_made_before_the_move_streams_from_the_store(
 ) -> None:
     made = upload(media, media_key, meeting_id, data=b"old link" * 1000)
     secret = service_keys.secret(service_keys.DOWNLOAD_SIGNING)
-    link = download_links.make_url("http://127.0.0.1:8080", secret, getattr(made, "_id"), 60)
+    link = download_links.make_url("http://127.0.0.1:8080", secret, made.id, 60)
     rid, expires, signature = link_parts(link)
     stub = recordings_pb2_grpc.RecordingServiceStub(channel)
     assert download(stub, rid, expires, signature)[0] == b"old link" * 1000
@@ -209,11 +209,11 @@ def test_deleting_recordings_or_their_meeting_deletes_the_objects(
 
     admin = admin_pb2_grpc.AdminServiceStub(channel)
     admin.DeleteMeetingRecordings(
-        apb.AdminMeetingRecordingsRequest(meeting_id=first), metadata=admin_metadata(admin_key)
+        apb.DeleteMeetingRecordingsRequest(meeting_id=first), metadata=admin_metadata(admin_key)
     )
     assert object_store.keys(bucket) == [PREFIX + kept.file_uid]
 
-    meetings.DeleteMeeting(meetings_pb2.DeleteMeetingRequest(_id=second),
+    meetings.DeleteMeeting(meetings_pb2.DeleteMeetingRequest(id=second),
                            metadata=accounts["host"].metadata)  # fmt: skip
     assert object_store.keys(bucket) == []
 

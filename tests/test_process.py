@@ -110,7 +110,7 @@ def test_sigterm_lets_in_flight_calls_finish(postgres: PgDatabase, db: Any) -> N
         assert server.wait(timeout=20) == 0
         # New calls are refused once it has stopped.
         try:
-            stub.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=host.metadata, timeout=2)
+            stub.ListMeetingsPage(pb.ListMeetingsPageRequest(), metadata=host.metadata, timeout=2)
             raise AssertionError("the stopped server answered")
         except grpc.RpcError as error:
             assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -209,7 +209,7 @@ def test_cli_uses_the_running_service_embedded_database(tmp_path: Path) -> None:
         auth = (("cb-token", token.stdout.strip()),)
         olga = Account(0, "olga", "", token.stdout.strip())
         create(stub, olga, name="Made with the CLI's token")
-        page = stub.ListMeetingsPage(pb.ListMeetingsRequest(), metadata=auth, timeout=5)
+        page = stub.ListMeetingsPage(pb.ListMeetingsPageRequest(), metadata=auth, timeout=5)
         assert [m.name for m in page.items] == ["Made with the CLI's token"]
         assert postmaster.read_text().split()[0] == server_pid
         assert not (tmp_path / "data").exists()

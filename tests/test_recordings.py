@@ -71,7 +71,7 @@ def download(
     stub: Any, recording_id: str, expires: int, signature: str
 ) -> tuple[bytes, dict[str, str]]:
     call = stub.DownloadRecording(
-        rpb.DownloadRecordingRequest(_id=recording_id, expires=expires, signature=signature)
+        rpb.DownloadRecordingRequest(id=recording_id, expires=expires, signature=signature)
     )
     chunks = list(call)
     assert chunks[0].content_type
@@ -109,7 +109,7 @@ def test_upload_list_and_download(
                 rpb.ListRecordingsRequest(meeting_id=m_id(meeting)), metadata=who.metadata
             )
         )
-        assert [getattr(r, "_id") for r in listed] == [getattr(made, "_id")]
+        assert [r.id for r in listed] == [made.id]
     # Public meetings are visible to anyone, their recordings only to participants.
     error = rpc_error(
         lambda: recordings_stub.ListRecordings(

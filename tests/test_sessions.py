@@ -29,9 +29,9 @@ def test_password_sign_in_and_token_use(session_stub: Any, meeting_stub: Any, db
     user_id = auth.create_user("Alice", "correct horse battery", "alice@example.com", "Alice A")
     session = sign_in(session_stub, login="alice", password="correct horse battery").session
     assert session.user_id == user_id and len(session.token) >= 40
-    assert len(getattr(session, "_id")) == 24 and session.created_at.endswith("Z")
+    assert len(session.id) == 24 and session.created_at.endswith("Z")
     metadata = (("cb-token", session.token),)
-    meeting_stub.ListMeetingsPage(meetings_pb2.ListMeetingsRequest(), metadata=metadata)
+    meeting_stub.ListMeetingsPage(meetings_pb2.ListMeetingsPageRequest(), metadata=metadata)
     # The token is stored only as its SHA-256; the password only as an Argon2id hash.
     stored = Session.get()
     assert stored.token_hash == hashlib.sha256(session.token.encode()).hexdigest()
@@ -39,7 +39,7 @@ def test_password_sign_in_and_token_use(session_stub: Any, meeting_stub: Any, db
     assert str(User.get().password_hash).startswith("$argon2id$")
     got = session_stub.GetSession(pb.GetSessionRequest(), metadata=metadata).session
     # The caller's own token (only its hash is stored), the application, the user.
-    assert (getattr(got, "_id"), got.token) == (getattr(session, "_id"), session.token)
+    assert (got.id, got.token) == (session.id, session.token)
     assert (got.application_id, got.user.login, got.user.email.string_value) == (
         applications.current().id,
         "Alice",
@@ -47,7 +47,9 @@ def test_password_sign_in_and_token_use(session_stub: Any, meeting_stub: Any, db
     )
     session_stub.DeleteSession(pb.DeleteSessionRequest(), metadata=metadata)
     error = rpc_error(
-        lambda: meeting_stub.ListMeetingsPage(meetings_pb2.ListMeetingsRequest(), metadata=metadata)
+        lambda: meeting_stub.ListMeetingsPage(
+            meetings_pb2.ListMeetingsPageRequest(), metadata=metadata
+        )
     )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
 
@@ -78,7 +80,7 @@ def test_guest_session_creates_a_guest_user(session_stub: Any, meeting_stub: Any
     guest = User.get_by_id(session.user_id)
     assert (guest.is_guest, guest.full_name, guest.password_hash) == (True, "Visitor V", None)
     page = meeting_stub.ListMeetingsPage(
-        meetings_pb2.ListMeetingsRequest(), metadata=(("cb-token", session.token),)
+        meetings_pb2.ListMeetingsPageRequest(), metadata=(("cb-token", session.token),)
     )
     assert page.total_entries == 0
     # A guest has no password: signing in with its login and any password fails.

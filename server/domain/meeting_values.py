@@ -29,7 +29,7 @@ FIELDS = (
 )
 # Keys clients echo back from a fetched meeting; accepted in an update mask and ignored
 # (host_id is checked: it may not change).
-READ_ONLY_FIELDS = ("_id", "host_id", "chat_dialog_id", "created_at", "updated_at")
+READ_ONLY_FIELDS = ("id", "host_id", "chat_dialog_id", "created_at", "updated_at")
 
 NOTIFY_BEFORE_SECONDS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 

@@ -35,7 +35,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc.handler(credential=rpc.ADMIN)
     def CreateMeeting(
-        self, request: pb.AdminCreateMeetingRequest, context: Context, caller: None
+        self, request: pb.AdminServiceCreateMeetingRequest, context: Context, caller: None
     ) -> meetings_pb2.Meeting:
         if not request.meeting.HasField("user_id"):
             raise errors.InvalidFields({"user_id": ["is required: the user who hosts it"]})
@@ -45,14 +45,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc.handler(credential=rpc.ADMIN, stream=True)
     def ListMeetingRecordings(
-        self, request: pb.AdminMeetingRecordingsRequest, context: Context, caller: None
+        self, request: pb.ListMeetingRecordingsRequest, context: Context, caller: None
     ) -> Iterable[recordings_pb2.Recording]:
         found = recordings.list_any(request.meeting_id)
         return convert.recordings_to_pb(found, self._links.urls(found))
 
     @rpc.handler(credential=rpc.ADMIN)
     def DeleteMeetingRecordings(
-        self, request: pb.AdminMeetingRecordingsRequest, context: Context, caller: None
+        self, request: pb.DeleteMeetingRecordingsRequest, context: Context, caller: None
     ) -> pb.DeleteMeetingRecordingsResponse:
         recordings.delete_all(self._storage, request.meeting_id)
         return pb.DeleteMeetingRecordingsResponse()

@@ -38,7 +38,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     def ListDialogs(
         self, request: chat_pb2.ListDialogsRequest, context: Context, caller: auth.Caller
     ) -> chat_pb2.DialogPage:
-        wanted = request._id  # `_id` and `in` are Python keywords' neighbours:
+        wanted = request.id  # `_id` and `in` are Python keywords' neighbours:
         dialog_ids = [*([wanted.eq] if wanted.eq else []), *getattr(wanted, "in")]  # by name
         limit = request.limit or chat_messages.PAGE_MAX
         page = chat_messages.dialogs(caller, dialog_ids, limit, request.skip)
@@ -48,7 +48,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     def SubscribeDialog(
         self, request: chat_pb2.SubscribeDialogRequest, context: Context, caller: auth.Caller
     ) -> chat_pb2.Dialog:
-        dialog = chat_messages.subscribe(caller, request._id)
+        dialog = chat_messages.subscribe(caller, request.id)
         return convert.dialog_to_pb(dialog)
 
     @rpc.handler()

@@ -145,7 +145,7 @@ def meeting_to_pb(view: MeetingView) -> meetings_pb2.Meeting:
             {"offset": view.timezone.offset, "name": view.timezone.name} if view.timezone else None
         ),
     )
-    setattr(message, "_id", view.id)  # noqa: B010 (a field named _id)
+    message.id = view.id
     for attendee in view.attendees:
         item = message.attendees.add()
         if attendee.id is not None:
@@ -155,7 +155,9 @@ def meeting_to_pb(view: MeetingView) -> meetings_pb2.Meeting:
     return message
 
 
-def list_query(request: meetings_pb2.ListMeetingsRequest) -> meeting_values.ListQuery:
+def list_query(
+    request: meetings_pb2.ListMeetingsRequest | meetings_pb2.ListMeetingsPageRequest,
+) -> meeting_values.ListQuery:
     conditions: list[Condition] = []
     for field in meeting_values.NUMBER_FIELDS + meeting_values.TIME_FIELDS:
         if request.HasField(field):  # type: ignore[arg-type]
@@ -163,7 +165,7 @@ def list_query(request: meetings_pb2.ListMeetingsRequest) -> meeting_values.List
             conditions += _conditions(field, getattr(request, field), is_time)
     if request.HasField("scheduled"):
         conditions.append(Condition("scheduled", "eq", request.scheduled))
-    meeting_id = getattr(request, "_id")  # noqa: B009
+    meeting_id = request.id
     if meeting_id:
         conditions.append(Condition("_id", "eq", meeting_id))
     limit = request.limit if request.HasField("limit") else None
@@ -210,7 +212,7 @@ def session_to_pb(
         application_id=session.application_id or 0,
         ts=int(session.created_at.timestamp()),
     )
-    setattr(message, "_id", session.id)  # noqa: B010
+    message.id = session.id
     if user is not None:
         message.user.CopyFrom(user_to_pb(user))
     return sessions_pb2.SessionResponse(session=message)
@@ -331,7 +333,7 @@ def notification_to_pb(entry: outbox.Entry) -> meetings_pb2.Notification:
         created_at=clock.iso_ms(entry.created_at),
         updated_at=clock.iso_ms(entry.updated_at),
     )
-    setattr(message, "_id", str(entry.id))  # noqa: B010
+    message.id = str(entry.id)
     for recipient in entry.recipients:
         item = message.recipients.add(
             email=recipient.email or "", status=recipient.state, detail=recipient.detail or ""
@@ -359,7 +361,7 @@ def _recording_to_pb(view: recordings.RecordingView, download_url: str) -> recor
         created_at=clock.iso_ms(view.created_at),
         updated_at=clock.iso_ms(view.updated_at),
     )
-    setattr(message, "_id", view.id)  # noqa: B010
+    message.id = view.id
     return message
 
 
@@ -425,7 +427,7 @@ def _summary_to_pb(item: admin_panel.MeetingSummary) -> admin_pb2.AdminMeetingSu
         record=item.record,
         recordings_count=item.recordings_count,
     )
-    setattr(message, "_id", item.id)  # noqa: B010
+    message.id = item.id
     return message
 
 
@@ -501,7 +503,7 @@ def dialog_to_pb(dialog: chat_messages.DialogView) -> chat_pb2.Dialog:
         permissions=_nullable(None),
         meeting_id=dialog.meeting_id,
     )
-    setattr(message, "_id", dialog.id)  # noqa: B010
+    message.id = dialog.id
     return message
 
 
@@ -529,7 +531,7 @@ def chat_message_to_pb(view: chat_messages.MessageView) -> chat_pb2.Message:
         ],
         read=int(view.read_by_caller),
     )
-    setattr(message, "_id", view.id)  # noqa: B010
+    message.id = view.id
     return message
 
 
@@ -567,9 +569,9 @@ def history_query(request: chat_pb2.ListMessagesRequest) -> chat_messages.Histor
 
 def deletion_to_pb(deletion: chat_messages.Deletion) -> chat_pb2.DeleteMessagesResponse:
     return chat_pb2.DeleteMessagesResponse(
-        SuccessfullyDeleted=chat_pb2.MessageIds(ids=deletion.deleted),
-        NotFound=chat_pb2.MessageIds(ids=deletion.not_found),
-        WrongPermissions=chat_pb2.MessageIds(ids=deletion.wrong_permissions),
+        successfully_deleted=chat_pb2.MessageIds(ids=deletion.deleted),
+        not_found=chat_pb2.MessageIds(ids=deletion.not_found),
+        wrong_permissions=chat_pb2.MessageIds(ids=deletion.wrong_permissions),
     )
 
 

@@ -31,7 +31,7 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
     def GetMeeting(
         self, request: meetings_pb2.GetMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.Meeting:
-        return convert.meeting_to_pb(meetings.get(caller, getattr(request, "_id")))  # noqa: B009
+        return convert.meeting_to_pb(meetings.get(caller, request.id))
 
     @rpc.handler(stream=True)
     def ListMeetings(
@@ -42,7 +42,7 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
 
     @rpc.handler()
     def ListMeetingsPage(
-        self, request: meetings_pb2.ListMeetingsRequest, context: Context, caller: auth.Caller
+        self, request: meetings_pb2.ListMeetingsPageRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.MeetingPage:
         return convert.page_to_pb(
             meetings.list_page(caller, convert.list_query(request), count=True)
@@ -52,8 +52,8 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
     def UpdateMeeting(
         self, request: meetings_pb2.UpdateMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.Meeting:
-        meeting_id: str = getattr(request, "_id")  # noqa: B009
-        body_id: str = getattr(request.meeting, "_id")  # noqa: B009
+        meeting_id: str = request.id
+        body_id: str = request.meeting.id
         if body_id and body_id != meeting_id:
             raise errors.InvalidFields({"_id": ["does not match the meeting being updated"]})
         mask = request.update_mask if request.HasField("update_mask") else None
@@ -64,7 +64,7 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
     def DeleteMeeting(
         self, request: meetings_pb2.DeleteMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.DeleteMeetingResponse:
-        files = meetings.delete(caller, getattr(request, "_id"))  # noqa: B009
+        files = meetings.delete(caller, request.id)
         recordings.remove_files(self._storage, files)
         return meetings_pb2.DeleteMeetingResponse()
 
@@ -75,5 +75,5 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
         context: Context,
         caller: auth.Caller,
     ) -> Iterable[meetings_pb2.Notification]:
-        found = notification_status.for_host(caller, getattr(request, "_id"))  # noqa: B009
+        found = notification_status.for_host(caller, request.id)
         return [convert.notification_to_pb(view) for view in found]

@@ -36,7 +36,7 @@ class RecordingService(recordings_pb2_grpc.RecordingServiceServicer):
         self, request: pb.DownloadRecordingRequest, context: Context, caller: None
     ) -> Iterator[httpbody_pb2.HttpBody]:
         download = recordings.open_download(
-            getattr(request, "_id"),  # noqa: B009
+            request.id,
             request.expires,
             request.signature,
         )

@@ -11,6 +11,7 @@ import pytest
 
 from meetings.v1 import chat_pb2, meetings_pb2, sessions_pb2, users_pb2
 from server import settings, supervisor
+from server.transport.rest_names import rest_key
 from tests.gateway.conftest import ENVOY
 
 REPO = settings.REPO
@@ -113,9 +114,9 @@ def _lua_set(name: str) -> set[str]:
 
 def test_the_lua_filter_knows_the_protos_fields() -> None:
     """compat.lua's field lists must follow MeetingInput and ListMeetingsRequest."""
-    meeting_rules = {f.name for f in meetings_pb2.MeetingInput.DESCRIPTOR.fields}
+    meeting_rules = {rest_key(f) for f in meetings_pb2.MeetingInput.DESCRIPTOR.fields}
     assert _lua_set("MEETING_FIELDS") == meeting_rules
-    list_fields = {f.name for f in meetings_pb2.ListMeetingsRequest.DESCRIPTOR.fields}
+    list_fields = {rest_key(f) for f in meetings_pb2.ListMeetingsRequest.DESCRIPTOR.fields}
     assert _lua_set("FILTER_FIELDS") | _lua_set("PLAIN_PARAMS") == list_fields
     operators = {f.name for f in meetings_pb2.NumberFilter.DESCRIPTOR.fields}
     assert operators == {f.name for f in meetings_pb2.TimeFilter.DESCRIPTOR.fields}
@@ -123,7 +124,7 @@ def test_the_lua_filter_knows_the_protos_fields() -> None:
 
 
 def _fields(message: Any) -> set[str]:
-    return {f.name for f in message.DESCRIPTOR.fields}
+    return {rest_key(f) for f in message.DESCRIPTOR.fields}
 
 
 def test_the_lua_filter_knows_the_account_routes_fields() -> None:

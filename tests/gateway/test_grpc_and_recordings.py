@@ -43,9 +43,9 @@ def test_native_grpc_through_the_gateway_port(
         ),
         metadata=host.metadata,
     )
-    meeting_id = getattr(created, "_id")
+    meeting_id = created.id
     listed = list(stub.ListMeetings(pb.ListMeetingsRequest(), metadata=host.metadata))
-    assert [getattr(m, "_id") for m in listed] == [meeting_id]
+    assert [m.id for m in listed] == [meeting_id]
     # The same meeting over REST.
     assert gateway.call("GET", f"/meetings/{meeting_id}", token=host.token).json()["name"] == (
         "Native"
@@ -53,7 +53,7 @@ def test_native_grpc_through_the_gateway_port(
 
     # Errors keep their gRPC status and trailers (the Lua filter leaves native gRPC alone).
     with pytest.raises(grpc.RpcError) as raised:
-        stub.GetMeeting(pb.GetMeetingRequest(_id=meeting_id), metadata=(("cb-token", "nope"),))
+        stub.GetMeeting(pb.GetMeetingRequest(id=meeting_id), metadata=(("cb-token", "nope"),))
     error: Any = raised.value
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert dict(error.trailing_metadata())["cb-http-status"] == "401"

@@ -82,7 +82,7 @@ def test_what_one_replica_stores_the_other_serves(
 
     with grpc.insecure_channel(f"127.0.0.1:{second.port}") as ch:
         admin_pb2_grpc.AdminServiceStub(ch).DeleteMeetingRecordings(
-            apb.AdminMeetingRecordingsRequest(meeting_id=meeting["_id"]),
+            apb.DeleteMeetingRecordingsRequest(meeting_id=meeting["_id"]),
             metadata=admin_metadata(admin_key),
         )
     assert object_store.keys(bucket) == []

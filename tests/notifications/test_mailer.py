@@ -85,7 +85,7 @@ def test_a_5xx_reply_fails_at_once_with_the_reason(
     make_due(pool)
     assert deliver_all(deliverer) == 0
     assert smtp.received == []
-    request = pb.ListMeetingNotificationsRequest(_id=m_id(created))
+    request = pb.ListMeetingNotificationsRequest(id=m_id(created))
     [row] = meeting_stub.ListMeetingNotifications(request, metadata=accounts["host"].metadata)
     assert (row.status, row.attempts) == ("failed", 1)
     assert row.reason.string_value == (

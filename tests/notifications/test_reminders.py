@@ -163,7 +163,7 @@ def test_a_reminder_claimed_before_the_meeting_moved_is_not_sent(
     later = START + 2 * HOUR
     update(meeting_stub, host, m_id(moved), start_date=later, end_date=later + HOUR)
     update(meeting_stub, host, m_id(quiet), notify=False)
-    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(_id=m_id(gone)), metadata=host.metadata)
+    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(id=m_id(gone)), metadata=host.metadata)
     for job in claimed:
         deliverer.deliver(job)
 

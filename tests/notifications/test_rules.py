@@ -28,7 +28,7 @@ def meeting(stub: Any, host: Account, **fields: Any) -> pb.Meeting:
 
 
 def notifications(stub: Any, account: Account, meeting_id: str) -> list[pb.Notification]:
-    request = pb.ListMeetingNotificationsRequest(_id=meeting_id)
+    request = pb.ListMeetingNotificationsRequest(id=meeting_id)
     return list(stub.ListMeetingNotifications(request, metadata=account.metadata))
 
 
@@ -192,9 +192,9 @@ def test_delete_sends_a_cancellation(
         meeting_stub, host, notify=True, attendees=[{"id": accounts["attendee"].user_id}]
     )
     update(meeting_stub, host, m_id(created), name="Sync (moved room)")
-    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(_id=m_id(created)), metadata=host.metadata)
+    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(id=m_id(created)), metadata=host.metadata)
     quiet = meeting(meeting_stub, host, attendees=[{"id": accounts["attendee"].user_id}])
-    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(_id=m_id(quiet)), metadata=host.metadata)
+    meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(id=m_id(quiet)), metadata=host.metadata)
     deliver_all(deliverer)
 
     invitation, cancellation = smtp.received

@@ -111,11 +111,11 @@ def test_every_kind_of_email_goes_out_with_the_operators_template(
     expires = int(query["expires"][0])
     assert abs(expires - (time.time() + 7 * 86400)) < 120
     rid = parts.path.split("/")[2]
-    assert rid == getattr(recorded, "_id")
+    assert rid == recorded.id
     stub = recordings_pb2_grpc.RecordingServiceStub(channel)
     assert download(stub, rid, expires, query["signature"][0])[0] == b"the call" * 500
     assert f'href="{link}"'.replace("&", "&amp;") in done.part("text/html")
-    meeting_stub.DeleteMeeting(meetings_pb2.DeleteMeetingRequest(_id=meeting_id),
+    meeting_stub.DeleteMeeting(meetings_pb2.DeleteMeetingRequest(id=meeting_id),
                                metadata=host.metadata)  # fmt: skip
     deliver_all(sender)
 

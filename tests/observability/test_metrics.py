@@ -90,7 +90,7 @@ def test_a_server_alone_counts_the_workload(
                 create(stub, accounts["host"], name=f"Planning {n}")
             with pytest.raises(grpc.RpcError) as failed:
                 stub.UpdateMeeting(
-                    pb.UpdateMeetingRequest(_id=MISSING_ID, meeting=pb.MeetingInput(name="x")),
+                    pb.UpdateMeetingRequest(id=MISSING_ID, meeting=pb.MeetingInput(name="x")),
                     metadata=accounts["host"].metadata,
                 )
             assert failed.value.code() == grpc.StatusCode.NOT_FOUND

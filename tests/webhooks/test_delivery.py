@@ -165,7 +165,7 @@ def test_one_signed_delivery_per_finished_meeting(scenario: Scenario) -> None:
     assert (document["hostUser"]["id"], document["hostUser"]["login"]) == (host.user_id, "host")
     assert "password_hash" not in document["hostUser"]
     records = document["callRecords"]
-    assert ids(document) == [getattr(m, "_id") for m in made]
+    assert ids(document) == [m.id for m in made]
     assert [r["file_uid"] for r in records] == [m.file_uid for m in made]
     assert records[1]["duration"] == 6.5 and records[0]["participants_ids"] == [host.user_id]
     query = parse_qs(urlsplit(records[0]["download_url"]).query)
@@ -179,7 +179,7 @@ def test_one_signed_delivery_per_finished_meeting(scenario: Scenario) -> None:
     # ...until another recording arrives: a delivery with just that one.
     late = upload(scenario.media, scenario.media_key, meeting_id, data=b"late" * 10)
     scenario.deliverer.run_once()
-    assert ids(scenario.body(1)) == [getattr(late, "_id")]
+    assert ids(scenario.body(1)) == [late.id]
     assert receiver.deliveries[1].headers["webhook-id"] != got.headers["webhook-id"]
     assert [row.status for row in webhook_rows()] == ["sent", "sent"]
 

@@ -15,7 +15,7 @@ async function signIn(CB, args) {
 function eventOf(event) {
   if (event.event.case !== 'message') return { keepalive: true };
   const m = event.event.value;
-  return { id: m.Id, message: m.message, senderId: m.senderId, dialogId: m.chatDialogId };
+  return { id: m.id, message: m.message, senderId: m.senderId, dialogId: m.chatDialogId };
 }
 
 // A watch read in the background: its events, and how it ended ({code, message} for an error).
