@@ -562,6 +562,41 @@ local function public_message(text)
   return text
 end
 
+-- A meeting's chat_dialog_id, notify_before and timezone print as null when it has none, as the
+-- hosted API prints them. protos/ types them (meetings.proto): an empty string, or an unset
+-- message, which the transcoder omits. Unset ones are Meeting's last fields (14 and 15), after
+-- `notify` (13), which is always printed: the nulls go back where they belong. No pattern can
+-- match inside a JSON string, where every quote is escaped.
+local function meeting_nulls(text)
+  text = text:gsub('"chat_dialog_id":""', '"chat_dialog_id":null')
+  text = text:gsub('("notify_before":%b{})}', '%1,"timezone":null}')
+  text = text:gsub('("notify":%a+)}', '%1,"notify_before":null,"timezone":null}')
+  text = text:gsub('("notify":%a+),"timezone"', '%1,"notify_before":null,"timezone"')
+  return text
+end
+
+-- The REST routes whose replies hold meetings (the original path, as envoy_on_request saw it).
+local function prints_meetings(handle)
+  local trace = handle:streamInfo():dynamicMetadata():get("meetings.trace")
+  local path = trace and trace.path or ""
+  return path:find("^/meetings") or path:find("^/v2/meetings") or path:find("^/admin/meetings")
+end
+
+-- A JSON reply holding meetings, with their nulls (buffered, streamed or not).
+local function print_meeting_nulls(handle, streamed)
+  local body = handle:body()
+  local text = meeting_nulls(body:getBytes(0, body:length()))
+  body:setBytes(text)
+  local headers = handle:headers() -- the earlier object is not valid after body()
+  if not streamed then
+    headers:replace("content-length", tostring(#text))
+  end
+  local trailers = handle:trailers()
+  if trailers then
+    remove_internal(trailers)
+  end
+end
+
 function envoy_on_response(handle)
   local headers = handle:headers()
   local content_type = headers:get("content-type") or ""
@@ -578,7 +613,9 @@ function envoy_on_response(handle)
     if file_size then -- a recording download: its size is known before it streams
       headers:replace("content-length", file_size)
     end
-    if streamed then
+    if content_type:find("^application/json") and prints_meetings(handle) then
+      print_meeting_nulls(handle, streamed)
+    elseif streamed then
       -- A streamed reply (a list, a file): over HTTP/2 its trailers would carry grpc-status.
       -- The chunks pass through unbuffered.
       for _ in handle:bodyChunks() do

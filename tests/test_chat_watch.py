@@ -99,7 +99,7 @@ def dialog(meeting_stub: meetings_pb2_grpc.MeetingServiceStub, accounts: dict[st
     meeting = rpc_helpers.create(
         meeting_stub, accounts["host"], chat=True, attendees=[{"id": accounts["attendee"].user_id}]
     )
-    dialog_id: str = meeting.chat_dialog_id.string_value
+    dialog_id: str = meeting.chat_dialog_id
     return dialog_id
 
 

@@ -51,19 +51,18 @@ def test_create_returns_every_field_and_the_host(
         (True, 343, False, ""),
         (False, 0, True, "a@b.co"),
     ]
-    assert m.chat_dialog_id.WhichOneof("kind") == "string_value"
-    assert m.notify_before.struct_value["metric"] == "minutes"
-    assert m.notify_before.struct_value["value"] == 10
-    assert m.timezone.struct_value["name"] == "Europe/Riga"
+    assert len(m.chat_dialog_id) == 24
+    assert (m.notify_before.metric, m.notify_before.value) == ("minutes", 10)
+    assert (m.timezone.offset, m.timezone.name) == (120, "Europe/Riga")
     assert m.created_at == m.updated_at and m.created_at.endswith("Z") and len(m.created_at) == 24
     assert (m.record, m.public, m.scheduled, m.notify) == (False, False, False, True)
     assert get(meeting_stub, host, m_id(m)) == m
 
 
-def test_absent_optional_objects_are_null(meeting_stub: Any, accounts: dict[str, Account]) -> None:
+def test_absent_optional_fields_are_unset(meeting_stub: Any, accounts: dict[str, Account]) -> None:
     m = create(meeting_stub, accounts["host"])
-    for name in ("chat_dialog_id", "notify_before", "timezone"):
-        assert getattr(m, name).WhichOneof("kind") == "null_value", name
+    assert m.chat_dialog_id == ""
+    assert not m.HasField("notify_before") and not m.HasField("timezone")
     assert list(m.attendees) == []
 
 
@@ -167,7 +166,7 @@ def test_update_is_partial_and_keeps_the_rest(
     u2 = update(meeting_stub, host, m_id(m), record=False, notify=False)
     assert (u2.record, u2.notify) == (False, False)
     u3 = update(meeting_stub, host, m_id(m), mask=["attendees", "timezone"])
-    assert list(u3.attendees) == [] and u3.timezone.WhichOneof("kind") == "null_value"
+    assert list(u3.attendees) == [] and not u3.HasField("timezone")
     assert u3.name == m.name
     assert get(meeting_stub, host, m_id(m)) == u3
 
@@ -274,8 +273,8 @@ def test_concurrent_updates_of_one_meeting_lose_nothing(
         final.notify,
         final.end_date,
     ) == ("renamed", True, True, True, True, 1613739999)
-    assert final.timezone.struct_value["name"] == "America/New_York"
-    assert final.notify_before.struct_value["metric"] == "hours"
+    assert final.timezone.name == "America/New_York"
+    assert final.notify_before.metric == "hours"
 
 
 def test_chat_dialog_follows_the_meeting(
@@ -285,15 +284,15 @@ def test_chat_dialog_follows_the_meeting(
     m = create(
         meeting_stub, host, chat=True, attendees=[{"id": attendee.user_id}, {"email": "x@y.zz"}]
     )
-    dialog = m.chat_dialog_id.string_value
+    dialog = m.chat_dialog_id
     assert chat.occupants(dialog) == {host.user_id, attendee.user_id}
     update(meeting_stub, host, m_id(m), attendees=[{"id": 77}])
     assert chat.occupants(dialog) == {host.user_id, 77}
     off = update(meeting_stub, host, m_id(m), chat=False)
-    assert off.chat_dialog_id.WhichOneof("kind") == "null_value"
+    assert off.chat_dialog_id == ""
     assert db.execute_sql("SELECT count(*) FROM chat_dialogs").fetchone()[0] == 0
     on = update(meeting_stub, host, m_id(m), chat=True)
-    assert chat.occupants(on.chat_dialog_id.string_value) == {host.user_id, 77}
+    assert chat.occupants(on.chat_dialog_id) == {host.user_id, 77}
     meeting_stub.DeleteMeeting(pb.DeleteMeetingRequest(id=m_id(m)), metadata=host.metadata)
     assert db.execute_sql("SELECT count(*) FROM chat_dialogs").fetchone()[0] == 0
     assert db.execute_sql("SELECT count(*) FROM chat_dialog_occupants").fetchone()[0] == 0

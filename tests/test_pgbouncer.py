@@ -220,7 +220,7 @@ def test_the_request_path_works_through_pgbouncer_in_transaction_mode(
             made = rpc_helpers.create(
                 meetings, host, chat=True, notify=True, attendees=[{"id": attendee.user_id}]
             )
-            meeting_id, dialog = rpc_helpers.m_id(made), made.chat_dialog_id.string_value
+            meeting_id, dialog = rpc_helpers.m_id(made), made.chat_dialog_id
             assert rpc_helpers.get(meetings, attendee, meeting_id).name == "Friday weekly sync"
             rpc_helpers.update(meetings, host, meeting_id, name="Renamed")
             assert rpc_helpers.get(meetings, host, meeting_id).name == "Renamed"

@@ -131,18 +131,22 @@ def meeting_to_pb(view: MeetingView) -> meetings_pb2.Meeting:
         public=view.public,
         scheduled=view.scheduled,
         record=view.record,
-        chat_dialog_id=_nullable(view.chat_dialog_id),
+        chat_dialog_id=view.chat_dialog_id or "",
         created_at=clock.iso_ms(view.created_at),
         updated_at=clock.iso_ms(view.updated_at),
         host_id=view.host_id,
         notify=view.notify,
-        notify_before=_nullable(
-            {"metric": view.notify_before.metric, "value": view.notify_before.value}
+        notify_before=(
+            meetings_pb2.NotifyBefore(
+                metric=view.notify_before.metric, value=view.notify_before.value
+            )
             if view.notify_before
             else None
         ),
-        timezone=_nullable(
-            {"offset": view.timezone.offset, "name": view.timezone.name} if view.timezone else None
+        timezone=(
+            meetings_pb2.Timezone(offset=view.timezone.offset, name=view.timezone.name)
+            if view.timezone
+            else None
         ),
     )
     message.id = view.id

@@ -127,7 +127,7 @@ def test_meeting_detail_shows_recordings_and_deliveries(
     )
     assert detail.meeting.name == "Detailed" and detail.host_login == "host"
     assert detail.host_email == "host@example.com"
-    assert detail.meeting.chat_dialog_id.string_value
+    assert detail.meeting.chat_dialog_id
     assert [a.email for a in detail.meeting.attendees] == ["", "guest@example.org"]
     assert detail.call_ended_at.endswith("Z")
     [recording] = detail.recordings

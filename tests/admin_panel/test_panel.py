@@ -105,7 +105,7 @@ def test_find_a_meeting_download_and_delete_its_recording(
     # Markup in data is shown as text, never interpreted.
     page.get_by_role("link", name="Quarterly <b>review</b>").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Meeting: Quarterly <b>review</b>")
-    expect(page.locator("#chat-dialog")).to_have_text(made.chat_dialog_id.string_value)
+    expect(page.locator("#chat-dialog")).to_have_text(made.chat_dialog_id)
     expect(page.locator("#attendees")).to_contain_text("guest@example.org")
     expect(page.locator("#attendees")).to_contain_text(f"user #{accounts['attendee'].user_id}")
     expect(page.locator("main")).to_contain_text("Host")
