@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from meetings.v1 import (
     admin_pb2,
@@ -46,6 +45,7 @@ from server.transport import (
     chat_service,
     meeting_service,
     recording_service,
+    reflection,
     rpc,
     session_service,
     user_service,
@@ -139,13 +139,9 @@ class Service:
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
+        reflection.enable(
             self.server,
+            [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
         )
         self.watch = DatabaseWatch(
             self.health, SERVICE_NAMES, database_url, settings.health_interval_seconds, pool

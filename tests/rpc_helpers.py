@@ -76,10 +76,33 @@ def field_violations(error: grpc.RpcError) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for detail in status.details:
         bad = error_details_pb2.BadRequest()
-        assert detail.Unpack(bad)
-        for violation in bad.field_violations:
-            found.setdefault(violation.field, []).append(violation.description)
+        if detail.Unpack(bad):
+            for violation in bad.field_violations:
+                found.setdefault(violation.field, []).append(violation.description)
     return found
+
+
+def _detail(error: grpc.RpcError, kind: type[Any]) -> Any:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "no grpc-status-details-bin"
+    for detail in status.details:
+        found = kind()
+        if detail.Unpack(found):
+            return found
+    return None
+
+
+def error_info(error: grpc.RpcError) -> tuple[str, str]:
+    """The error's google.rpc.ErrorInfo: (reason, domain)."""
+    info = _detail(error, error_details_pb2.ErrorInfo)
+    assert info is not None, "no ErrorInfo"
+    return info.reason, info.domain
+
+
+def retry_delay(error: grpc.RpcError) -> float | None:
+    """The seconds its google.rpc.RetryInfo asks a client to wait, if it has one."""
+    retry = _detail(error, error_details_pb2.RetryInfo)
+    return None if retry is None else retry.retry_delay.ToTimedelta().total_seconds()
 
 
 def trailers(error: grpc.RpcError) -> dict[str, str]:

@@ -56,7 +56,7 @@ def test_admin_creates_a_meeting_for_a_user(
             metadata=admin_metadata(admin_key),
         )
     )
-    assert field_violations(missing) == {"user_id": ["is required: the user who hosts it"]}
+    assert field_violations(missing) == {"meeting.user_id": ["is required: the user who hosts it"]}
     unknown = rpc_error(
         lambda: admin.CreateMeeting(
             pb.AdminServiceCreateMeetingRequest(
@@ -65,10 +65,10 @@ def test_admin_creates_a_meeting_for_a_user(
             metadata=admin_metadata(admin_key),
         )
     )
-    assert field_violations(unknown) == {"user_id": ["no user has this id"]}
+    assert field_violations(unknown) == {"meeting.user_id": ["no user has this id"]}
     # Users cannot pick another host through their own route.
     error = rpc_error(lambda: create(meeting_stub, host, user_id=accounts["stranger"].user_id))
-    assert field_violations(error) == {"user_id": ["can only be set through the admin API"]}
+    assert field_violations(error) == {"meeting.user_id": ["can only be set through the admin API"]}
 
 
 def test_admin_lists_and_deletes_any_meetings_recordings(

@@ -16,6 +16,7 @@ from server import app
 from server.domain import auth
 from server.settings import Settings
 from server.storage import database, migrations
+from tests.rpc_helpers import error_info, retry_delay
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
@@ -63,6 +64,8 @@ def test_health_follows_a_database_outage(tmp_path: Path) -> None:
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.UNAVAILABLE
             assert "Traceback" not in (error.details() or "")
+            assert error_info(error) == ("DATABASE_UNAVAILABLE", "meetings-api")
+            assert retry_delay(error) == 1
 
         pg.ensure_postgres_running()
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING)

@@ -81,16 +81,18 @@ def test_invalid_create_names_each_field_and_stores_nothing(
         )
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Each violation names the element, from the request down (AIP-193)...
     assert set(field_violations(error)) == {
-        "name",
-        "start_date",
-        "attendees",
-        "notify_before",
-        "timezone",
+        "meeting.name",
+        "meeting.start_date",
+        "meeting.attendees[0].email",
+        "meeting.notify_before.value",
+        "meeting.timezone.name",
     }
+    # ... while REST groups the messages by the body's keys, as the hosted API does.
     body = json.loads(trailers(error)["cb-error-body"])
     assert trailers(error)["cb-http-status"] == "422"
-    assert set(body["errors"]) == set(field_violations(error))
+    assert set(body["errors"]) == {"name", "start_date", "attendees", "notify_before", "timezone"}
     assert db.execute_sql("SELECT count(*) FROM meetings").fetchone()[0] == 0
 
 
@@ -181,7 +183,7 @@ def test_update_mask_rejects_unknown_paths_and_host_change(
     )
     assert field_violations(error) == {"update_mask": ["unknown field 'colour'"]}
     error = rpc_error(lambda: update(meeting_stub, host, m_id(m), host_id=host.user_id + 1))
-    assert field_violations(error) == {"host_id": ["cannot be changed"]}
+    assert field_violations(error) == {"meeting.host_id": ["cannot be changed"]}
     # Echoing the meeting back unchanged (read-only keys included) is fine.
     same = update(meeting_stub, host, m_id(m), host_id=host.user_id, name="renamed")
     assert same.host_id == host.user_id and same.name == "renamed"
@@ -192,7 +194,7 @@ def test_update_body_id_must_match(meeting_stub: Any, accounts: dict[str, Accoun
     host = accounts["host"]
     m = create(meeting_stub, host)
     error = rpc_error(lambda: update(meeting_stub, host, m_id(m), id="f" * 24, name="x"))
-    assert field_violations(error) == {"_id": ["does not match the meeting being updated"]}
+    assert field_violations(error) == {"meeting.id": ["does not match the meeting being updated"]}
     assert get(meeting_stub, host, m_id(m)).name == m.name
 
 

@@ -36,7 +36,7 @@ from server.storage.recording_objects import PART_SIZE
 from server.supervisor import free_port
 from tests.conftest import REPO, Account, PgDatabase, admin_metadata
 from tests.object_store import ACCESS_KEY, ObjectStore, fetch
-from tests.rpc_helpers import create, m_id, rpc_error, trailers
+from tests.rpc_helpers import create, error_info, m_id, retry_delay, rpc_error, trailers
 from tests.test_recordings import download, link_parts, upload, upload_messages
 
 PREFIX = "recordings/"
@@ -285,6 +285,7 @@ def test_an_unreachable_store_is_unavailable_not_an_internal_error(
         service.stop(grace=0, drain=0)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert error.details() == "The recording store is temporarily unavailable, try again"
+    assert (error_info(error), retry_delay(error)) == (("STORAGE_UNAVAILABLE", "meetings-api"), 1)
     assert trailers(error)["cb-http-status"] == "503"
     assert "Traceback" not in caplog.text and closed not in caplog.text
 

@@ -111,29 +111,43 @@ def _check_dates(
 def _check_attendees(attendees: tuple[Attendee, ...], problems: errors.FieldErrors) -> None:
     if len(attendees) > ATTENDEES_MAX:
         problems.add("attendees", f"must have at most {ATTENDEES_MAX} entries")
-    for position, attendee in enumerate(attendees, start=1):
+    for index, attendee in enumerate(attendees):
+        at = f"attendee {index + 1}:"  # REST's message counts from 1, a path from 0
         if attendee.id is not None and attendee.id <= 0:
-            problems.add("attendees", f"attendee {position}: id must be a positive user id")
+            problems.add(
+                "attendees", f"{at} id must be a positive user id", f"attendees[{index}].id"
+            )
         elif attendee.email:
             if not is_email(attendee.email):
-                problems.add("attendees", f"attendee {position}: email is not a valid address")
+                path = f"attendees[{index}].email"
+                problems.add("attendees", f"{at} email is not a valid address", path)
         elif attendee.id is None:
-            problems.add("attendees", f"attendee {position}: needs an id or an email")
+            problems.add("attendees", f"{at} needs an id or an email", f"attendees[{index}]")
 
 
 def _check_notify_before(notify_before: NotifyBefore, problems: errors.FieldErrors) -> None:
     metric, value = notify_before.metric, notify_before.value
     if metric not in NOTIFY_BEFORE_RANGES:
-        problems.add("notify_before", "metric must be one of minutes, hours, days, weeks")
+        problems.add(
+            "notify_before",
+            "metric must be one of minutes, hours, days, weeks",
+            "notify_before.metric",
+        )
         return
     low, high = NOTIFY_BEFORE_RANGES[metric]
     if not low <= value <= high:
-        problems.add("notify_before", f"value for {metric} must be from {low} to {high}")
+        problems.add(
+            "notify_before",
+            f"value for {metric} must be from {low} to {high}",
+            "notify_before.value",
+        )
 
 
 def _check_timezone(timezone: Timezone, problems: errors.FieldErrors) -> None:
     low, high = TIMEZONE_OFFSET_RANGE
     if not is_time_zone(timezone.name):
-        problems.add("timezone", "name must be an IANA time zone name such as Europe/Riga")
+        problems.add(
+            "timezone", "name must be an IANA time zone name such as Europe/Riga", "timezone.name"
+        )
     if not low <= timezone.offset <= high:
-        problems.add("timezone", f"offset must be from {low} to {high} minutes")
+        problems.add("timezone", f"offset must be from {low} to {high} minutes", "timezone.offset")

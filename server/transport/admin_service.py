@@ -37,11 +37,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def CreateMeeting(
         self, request: pb.AdminServiceCreateMeetingRequest, context: Context, caller: None
     ) -> meetings_pb2.Meeting:
-        if not request.meeting.HasField("user_id"):
-            raise errors.InvalidFields({"user_id": ["is required: the user who hosts it"]})
-        host = auth.caller_for_user(request.meeting.user_id)
-        patch = convert.patch_from_input(request.meeting, None)
-        return convert.meeting_to_pb(meetings.create(host, patch))
+        with rpc.request_field("meeting"):
+            if not request.meeting.HasField("user_id"):
+                raise errors.InvalidFields({"user_id": ["is required: the user who hosts it"]})
+            host = auth.caller_for_user(request.meeting.user_id)
+            patch = convert.patch_from_input(request.meeting, None)
+            return convert.meeting_to_pb(meetings.create(host, patch))
 
     @rpc.handler(credential=rpc.ADMIN, stream=True)
     def ListMeetingRecordings(

@@ -22,10 +22,11 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
     def CreateMeeting(
         self, request: meetings_pb2.CreateMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.Meeting:
-        if request.meeting.HasField("user_id"):
-            raise errors.InvalidFields({"user_id": ["can only be set through the admin API"]})
-        patch = convert.patch_from_input(request.meeting, None)
-        return convert.meeting_to_pb(meetings.create(caller, patch))
+        with rpc.request_field("meeting"):
+            if request.meeting.HasField("user_id"):
+                raise errors.InvalidFields({"user_id": ["can only be set through the admin API"]})
+            patch = convert.patch_from_input(request.meeting, None)
+            return convert.meeting_to_pb(meetings.create(caller, patch))
 
     @rpc.handler()
     def GetMeeting(
@@ -53,12 +54,12 @@ class MeetingService(meetings_pb2_grpc.MeetingServiceServicer):
         self, request: meetings_pb2.UpdateMeetingRequest, context: Context, caller: auth.Caller
     ) -> meetings_pb2.Meeting:
         meeting_id: str = request.id
-        body_id: str = request.meeting.id
-        if body_id and body_id != meeting_id:
-            raise errors.InvalidFields({"_id": ["does not match the meeting being updated"]})
         mask = request.update_mask if request.HasField("update_mask") else None
         patch = convert.patch_from_input(request.meeting, mask)
-        return convert.meeting_to_pb(meetings.update(caller, meeting_id, patch))
+        with rpc.request_field("meeting"):
+            if request.meeting.id and request.meeting.id != meeting_id:
+                raise errors.InvalidFields({"_id": ["does not match the meeting being updated"]})
+            return convert.meeting_to_pb(meetings.update(caller, meeting_id, patch))
 
     @rpc.handler()
     def DeleteMeeting(

@@ -10,6 +10,7 @@ body that the REST gateway returns for it (`cb-http-status`, `cb-error-body`).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
@@ -22,8 +23,8 @@ from datetime import UTC
 from typing import Any, TypeVar, cast
 
 import grpc
-from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf import duration_pb2
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from playhouse.pool import MaxConnectionsExceeded
@@ -87,36 +88,71 @@ def http_error(exc: errors.DomainError) -> tuple[int, dict[str, Any]]:
     return 500, {"errors": ["Internal error"]}
 
 
+# ErrorInfo.domain: the service that every reason belongs to (AIP-193).
+ERROR_DOMAIN = "meetings-api"
+# RetryInfo of UNAVAILABLE: about as long as a replica's restart or a database failover takes.
+UNAVAILABLE_RETRY = duration_pb2.Duration(seconds=1)
+
+
+def _details(domain: errors.DomainError) -> list[Message]:
+    """What a client can act on (AIP-193): always the reason; the fields at fault; when to
+    retry, if retrying can help."""
+    details: list[Message] = [
+        error_details_pb2.ErrorInfo(reason=domain.reason, domain=ERROR_DOMAIN)
+    ]
+    if isinstance(domain, errors.InvalidFields):
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=path, description=text)
+                    for path, text in domain.violations
+                ]
+            )
+        )
+    if isinstance(domain, errors.TooManyRequests):
+        wait = duration_pb2.Duration(seconds=domain.retry_after_seconds)
+        details.append(error_details_pb2.RetryInfo(retry_delay=wait))
+    elif isinstance(domain, errors.Unavailable):
+        details.append(error_details_pb2.RetryInfo(retry_delay=UNAVAILABLE_RETRY))
+    return details
+
+
+@contextlib.contextmanager
+def request_field(name: str) -> Iterator[None]:
+    """Field errors raised inside are about the request's field `name` (`meeting`): their
+    paths start there (`meeting.attendees[1].email`)."""
+    try:
+        yield
+    except errors.InvalidFields as exc:
+        raise exc.within(name) from None
+
+
 def _status(exc: BaseException, request_id: str) -> grpc.Status:
     if isinstance(exc, errors.DomainError):
         domain = exc
     elif isinstance(exc, (*CONNECTION_ERRORS, MaxConnectionsExceeded)):
         log.warning("database unavailable", extra={"error": type(exc).__name__})
-        domain = errors.Unavailable("The service is temporarily unavailable, try again")
+        domain = errors.Unavailable(
+            "The service is temporarily unavailable, try again", reason="DATABASE_UNAVAILABLE"
+        )
     elif isinstance(exc, StorageUnavailable):
         log.warning("recording store unavailable", extra={"error": str(exc)})
-        domain = errors.Unavailable("The recording store is temporarily unavailable, try again")
+        domain = errors.Unavailable(
+            "The recording store is temporarily unavailable, try again",
+            reason="STORAGE_UNAVAILABLE",
+        )
     elif isinstance(exc, FileMissing):
         # A row whose file is gone: lost, or written to another machine's disk.
         log.warning("recording file missing", extra={"key": str(exc)})
         domain = errors.NotFound()
     else:
         log.exception("unhandled error")
-        domain = errors.DomainError(f"Internal error (request id {request_id})")
+        domain = errors.DomainError(f"Internal error (request id {request_id})", "INTERNAL")
         domain.code = grpc.StatusCode.INTERNAL
     http_status, body = http_error(domain)
     status = status_pb2.Status(code=domain.code.value[0], message=domain.message)
-    if isinstance(domain, errors.InvalidFields):
-        details = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=name, description=message)
-                for name, messages in domain.fields.items()
-                for message in messages
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(details)
-        status.details.append(packed)
+    for detail in _details(domain):
+        status.details.add().Pack(detail)
     assert status.code != code_pb2.OK
     converted = rpc_status.to_status(status)
     trailing = (

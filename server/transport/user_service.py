@@ -21,9 +21,10 @@ class UserService(users_pb2_grpc.UserServiceServicer):
         self, request: users_pb2.CreateUserRequest, context: Context, caller: object
     ) -> users_pb2.UserResponse:
         key = f"sign-up:{rpc.client_address(context)}"
-        created = users.sign_up(
-            convert.profile_input(request.user), lambda: rate_limits.hit(key, self._sign_ups)
-        )
+        with rpc.request_field("user"):
+            created = users.sign_up(
+                convert.profile_input(request.user), lambda: rate_limits.hit(key, self._sign_ups)
+            )
         return users_pb2.UserResponse(user=convert.user_to_pb(created))
 
     @rpc.handler()
@@ -45,7 +46,8 @@ class UserService(users_pb2_grpc.UserServiceServicer):
     def UpdateUser(
         self, request: users_pb2.UpdateUserRequest, context: Context, caller: auth.Caller
     ) -> users_pb2.UserResponse:
-        changed = users.update(caller, request.id, convert.profile_input(request.user))
+        with rpc.request_field("user"):
+            changed = users.update(caller, request.id, convert.profile_input(request.user))
         return users_pb2.UserResponse(user=convert.user_to_pb(changed))
 
     @rpc.handler()

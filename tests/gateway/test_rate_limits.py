@@ -19,6 +19,7 @@ from server.domain import applications, auth
 from server.settings import Settings
 from tests.conftest import PgDatabase
 from tests.gateway.conftest import Gateway, start_envoy, stop_envoy
+from tests.rpc_helpers import error_info, retry_delay, trailers
 
 PASSWORD = "correct horse battery"
 LIMITS = {
@@ -93,7 +94,10 @@ def test_sign_ins_per_address_are_counted_by_every_replica(
                 codes.append("OK")
             except grpc.RpcError as exc:
                 codes.append(exc.code().name)
+                refused = exc
     assert codes == ["OK"] * 6 + ["RESOURCE_EXHAUSTED"] * 2
+    wait = int(trailers(refused)["retry-after"])
+    assert (error_info(refused), retry_delay(refused)) == (("RATE_LIMITED", "meetings-api"), wait)
     # Only what Envoy appended counts: another last address is another client.
     with grpc.insecure_channel(f"127.0.0.1:{replicas[0].port}") as channel:
         stub = sessions_pb2_grpc.SessionServiceStub(channel)
