@@ -34,9 +34,7 @@ class Reflection:
             request_serializer=rpb.ServerReflectionRequest.SerializeToString,
             response_deserializer=rpb.ServerReflectionResponse.FromString,
         )
-        self._answers: Iterator[rpb.ServerReflectionResponse] = iter(
-            info(self._ask(), timeout=20)
-        )
+        self._answers: Iterator[rpb.ServerReflectionResponse] = iter(info(self._ask(), timeout=20))
 
     def _ask(self) -> Iterator[rpb.ServerReflectionRequest]:
         while (question := self._questions.get()) is not None:
