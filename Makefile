@@ -104,10 +104,12 @@ run: setup
 	$(PY) -m server.supervisor
 
 # nftables for the per-client connection limit's test (gateway/connlimit.nft), where root can
-# install it; without it that one test is skipped, saying so.
+# install it; without it that one test is skipped, saying so. LuaJIT for the bench's smoke test
+# (the cost of the REST nulls); the Java and Node client tests build on gen/stubs.
 test: setup $(SDK_MODULES) $(SDK_GRPC_WEB) $(STUBS)
 	command -v nft >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq nftables >/dev/null \
 		|| echo "nftables could not be installed: the per-client connection test is skipped"
+	command -v luajit >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq luajit >/dev/null
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # buf lint and buf breaking (against the last release's descriptor), ruff (with the SQL-text
@@ -127,9 +129,11 @@ fuzz: setup
 	FUZZ_MUTATIONS=$(FUZZ_MUTATIONS) $(PY) -m pytest -q tests/gateway/test_fuzz_mutations.py
 
 # Speed against its own ceilings, in one run (bench/run.py): prints a table and writes
-# bench/results/latest.json. Needs wrk (installed here if missing; as root).
+# bench/results/latest.json. Needs wrk, and LuaJIT for the cost of the gateway's REST nulls
+# (installed here if missing; as root).
 bench: setup
 	command -v wrk >/dev/null || apt-get install -y wrk
+	command -v luajit >/dev/null || apt-get install -y -qq luajit
 	$(PY) -m bench.run
 
 clean:

@@ -31,6 +31,7 @@ from bench import (
     observability_bench,
     recording_bench,
     rest_load,
+    rest_nulls,
     seed,
     stack,
 )
@@ -350,6 +351,7 @@ def _run(pg: stack.Postgres, size: Size, workdir: Path, report: dict[str, Any]) 
     print("service, 1 process", flush=True)
     with stack.Stack(workdir / "svc1", small["url"], 1, env=quiet) as s:
         report["service"] = request_path(s, work, size, OPS)
+        report["rest_nulls"] = rest_nulls.measure(s.gateway, work)
     print("database ceiling (pgbench)", flush=True)
     report["database_ceiling"] = database_ceiling(pg, small, size, workdir)
     print("two server processes", flush=True)
@@ -469,6 +471,12 @@ def render_table(report: dict[str, Any]) -> str:
             f" {seen['peak_backlog']}, oldest due {seen['peak_oldest_due_seconds']} s"
         )
     lines.extend(_memory_lines(report))
+    service = report["service"]
+    lines.extend(
+        rest_nulls.render(
+            report["rest_nulls"], service["rest_get"]["p50_ms"], service["rest_list"]["p50_ms"]
+        )
+    )
     lines.extend(observability_bench.render(report["observability"]))
     lines.extend(recording_bench.render(report["recordings"]))
     return "\n".join(lines)

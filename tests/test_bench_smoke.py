@@ -52,6 +52,8 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         assert report["scale"][scale]["get_p50_ms"] > 0
         assert report["scale"][scale]["list_p50_ms"] > 0
     assert report["scale"]["list_ratio"] > 0
+    nulls = report["rest_nulls"]
+    assert nulls["one_meeting_us"] > 0 and nulls["list_us"] > nulls["one_meeting_us"]
     delivery = report["delivery"]
     assert delivery["plain_smtplib"]["rate"] > 0
     for processes in (1, 2):
