@@ -18,9 +18,11 @@ CLIENT_MODULES := $(CLIENTS)/node_modules/.installed
 BUF := $(CLIENTS)/node_modules/.bin/buf
 STUBS := gen/stubs/.stamp
 # Debian's protoc (Java's generator), Go and grpc-java plugins, and the Java libraries the
-# Java client test compiles against (grpc-java 1.41, protobuf-java 3.21, as protoc is).
+# Java client test builds on (grpc-java 1.41 with Netty, protobuf-java 3.21 as protoc is;
+# tests/clients/test_java.py says which jar needs which).
 DEBIAN_STUB_TOOLS := protobuf-compiler protoc-gen-go protoc-gen-go-grpc \
-	protobuf-compiler-grpc-java-plugin libgrpc-java libprotobuf-java
+	protobuf-compiler-grpc-java-plugin libgrpc-java libprotobuf-java libnetty-java \
+	libperfmark-java libguava-java libgeronimo-annotation-1.3-spec-java
 PYTEST_ARGS ?=
 
 .PHONY: all setup gen run test lint bench fuzz clean stubs proto-release
