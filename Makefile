@@ -139,4 +139,4 @@ bench: setup
 	$(PY) -m bench.run
 
 clean:
-	rm -rf gen $(DESCRIPTOR) $(VENV)
+	rm -rf gen $(DESCRIPTOR) $(VENV) $(CLIENTS)/node_modules $(CLIENTS)/node/build

@@ -130,6 +130,28 @@ def test_attendee_needs_id_or_email_and_email_syntax() -> None:
     }
 
 
+def test_violations_name_the_element_each_problem_is_about() -> None:
+    """gRPC's paths count from 0 and name the part; REST's messages count from 1."""
+    bad = patch(
+        **VALID,
+        attendees=(Attendee(email=""), Attendee(email="x"), Attendee(id=0)),
+        notify_before=NotifyBefore("hours", 99),
+        timezone=Timezone(2000, "Europe/Riga"),
+    )
+    with pytest.raises(errors.InvalidFields) as caught:
+        meeting_rules.validate(bad, creating=True)
+    assert caught.value.violations == [
+        ("attendees[0]", "needs an id or an email"),
+        ("attendees[1].email", "is not a valid address"),
+        ("attendees[2].id", "must be a positive user id"),
+        ("notify_before.value", "value for hours must be from 1 to 24"),
+        ("timezone.offset", "offset must be from -720 to 840 minutes"),
+    ]
+    within = caught.value.within("meeting")
+    assert within.violations[0] == ("meeting.attendees[0]", "needs an id or an email")
+    assert within.fields == caught.value.fields
+
+
 def test_name_blank_and_too_long() -> None:
     assert problems(patch(**{**VALID, "name": "   "}), creating=True) == {
         "name": ["must not be blank"]

@@ -124,12 +124,15 @@ class FieldErrors:
         self._more: dict[str, int] = {}
         self._summary_at: dict[str, int] = {}  # where a field's summary is in violations
 
-    def add(self, field: str, message: str, path: str | None = None) -> None:
-        """A problem with the REST key `field`; `path` names the element, if not the field."""
+    def add(
+        self, field: str, message: str, path: str | None = None, description: str | None = None
+    ) -> None:
+        """A problem with the REST key `field`. `path` names the element, if not the field, and
+        `description` is the violation's text where REST's `message` names the element too."""
         messages = self.fields.setdefault(field, [])
         if len(messages) < self.MESSAGES_PER_FIELD:
             messages.append(message)
-            self.violations.append((path or field_path(field), message))
+            self.violations.append((path or field_path(field), description or message))
             return
         self._more[field] = self._more.get(field, 0) + 1
         summary = f"and {self._more[field]} more problems like these"

@@ -112,17 +112,21 @@ def _check_attendees(attendees: tuple[Attendee, ...], problems: errors.FieldErro
     if len(attendees) > ATTENDEES_MAX:
         problems.add("attendees", f"must have at most {ATTENDEES_MAX} entries")
     for index, attendee in enumerate(attendees):
-        at = f"attendee {index + 1}:"  # REST's message counts from 1, a path from 0
         if attendee.id is not None and attendee.id <= 0:
-            problems.add(
-                "attendees", f"{at} id must be a positive user id", f"attendees[{index}].id"
-            )
+            _attendee_problem(problems, index, "id", "must be a positive user id")
         elif attendee.email:
             if not is_email(attendee.email):
-                path = f"attendees[{index}].email"
-                problems.add("attendees", f"{at} email is not a valid address", path)
+                _attendee_problem(problems, index, "email", "is not a valid address")
         elif attendee.id is None:
-            problems.add("attendees", f"{at} needs an id or an email", f"attendees[{index}]")
+            _attendee_problem(problems, index, "", "needs an id or an email")
+
+
+def _attendee_problem(problems: errors.FieldErrors, index: int, part: str, text: str) -> None:
+    """REST says "attendee 2: email is not a valid address" (counting from 1); gRPC names
+    the element (`attendees[1].email`, from 0) and says "is not a valid address"."""
+    path = f"attendees[{index}]" + (f".{part}" if part else "")
+    rest = f"attendee {index + 1}: {part} {text}" if part else f"attendee {index + 1}: {text}"
+    problems.add("attendees", rest, path, text)
 
 
 def _check_notify_before(notify_before: NotifyBefore, problems: errors.FieldErrors) -> None:
