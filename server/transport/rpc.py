@@ -4,8 +4,10 @@
 authenticates the `cb-token` metadata (unless `authenticated=False`), and turns every
 exception into a gRPC status. Domain errors keep their status and message; database outages
 become UNAVAILABLE; anything else is logged with the request id and returned as INTERNAL
-without its text. Each error also carries, as trailing metadata, the HTTP status and JSON
-body that the REST gateway returns for it (`cb-http-status`, `cb-error-body`).
+without its text. Each error carries the google.rpc details a gRPC client acts on (ErrorInfo
+with its reason, BadRequest with field paths, RetryInfo; docs/grpc.md) and, as trailing
+metadata, the HTTP status and JSON body that the REST gateway returns for it
+(`cb-http-status`, `cb-error-body`).
 """
 
 from __future__ import annotations
