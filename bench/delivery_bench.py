@@ -1,9 +1,11 @@
-"""Reminder delivery: many reminders due at one moment, sent by the servers' delivery loops.
+"""Reminder delivery: many reminders due at one moment, and reminders falling due at a steady
+rate, sent by the servers' delivery loops.
 
 One reminder is planned by the service itself (meetings.create with notify_before) and copied
-in SQL to `count` outbox rows due at the same moment; the running servers send them to a local
-SMTP sink (aiosmtpd). Lateness is each row's sent_at against its payload's due_at. The
-baseline is a plain smtplib loop sending the same message to the same sink.
+in SQL to outbox rows, due at the same moment or spread at a steady rate; the running servers
+send them to a local SMTP sink (aiosmtpd). Lateness is each row's sent_at against its
+payload's due_at. The baseline is a plain smtplib loop sending the same message to the same
+sink.
 """
 
 from __future__ import annotations
@@ -120,6 +122,28 @@ def schedule_copies(db: Any, template: int, count: int, tag: str, lead_seconds: 
         # Wake the delivery loops (as the service's own writes do) so they sleep until due.
         db.execute_sql("SELECT pg_notify('meetings_outbox', '')")
     return float(due)
+
+
+def schedule_steady(
+    db: Any, template: int, rate: int, seconds: float, tag: str, lead_seconds: float
+) -> float:
+    """Copies of the template row falling due one after another at `rate` per second for
+    `seconds`, the first `lead_seconds` from now (the realistic shape: many meetings, spread
+    out, all planned well ahead); returns when the last falls due."""
+    first = time.time() + lead_seconds
+    count = int(rate * seconds)
+    with db.connection_context():
+        db.execute_sql(
+            "INSERT INTO outbox (kind, topic, meeting_id, dedupe_key, payload, recipients, status,"
+            " next_attempt_at)"
+            " SELECT kind, topic, NULL, %s || g,"
+            " jsonb_set(payload, '{due_at}', to_jsonb(%s + (g - 1)::float8 / %s)), recipients,"
+            " 'scheduled', to_timestamp(%s + (g - 1)::float8 / %s)"
+            " FROM outbox, generate_series(1, %s) AS g WHERE id = %s",
+            (f"{PREFIX}:{tag}:", first, rate, first, rate, count, template),
+        )
+        db.execute_sql("SELECT pg_notify('meetings_outbox', '')")
+    return first + (count - 1) / rate
 
 
 def wait_delivered(db: Any, tag: str, count: int, due: float, timeout: float) -> DeliveryResult:

@@ -52,6 +52,8 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         assert report["scale"][scale]["get_p50_ms"] > 0
         assert report["scale"][scale]["list_p50_ms"] > 0
     assert report["scale"]["list_ratio"] > 0
+    steady = report["delivery"]["steady"]
+    assert steady["messages"] == steady["rate"] * steady["seconds"] and steady["p99_late_ms"] > 0
     nulls = report["rest_nulls"]
     assert nulls["one_meeting_us"] > 0 and nulls["list_us"] > nulls["one_meeting_us"]
     delivery = report["delivery"]

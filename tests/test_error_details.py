@@ -33,9 +33,7 @@ def test_field_errors_name_each_element_from_the_request_down(
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(error) == ("INVALID_FIELDS", "meetings-api")
-    assert field_violations(error) == {
-        "meeting.attendees[1].email": ["is not a valid address"]
-    }
+    assert field_violations(error) == {"meeting.attendees[1].email": ["is not a valid address"]}
     assert retry_delay(error) is None
     m = create(meeting_stub, host)
     update = pb.UpdateMeetingRequest(
