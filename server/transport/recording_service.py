@@ -86,14 +86,14 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
             view = recordings.ingest(
                 self._storage,
                 convert.upload_metadata(first.metadata),
-                self._chunks(request_iterator),
+                self._chunks(request_iterator, context),
                 self._max_bytes,
             )
         metrics.RECORDING_UPLOADED_BYTES.inc(view.size_bytes)
         return convert.recordings_to_pb([view], self._links.urls([view]))[0]
 
     @staticmethod
-    def _chunks(messages: Iterator[pb.UploadRecordingRequest]) -> Iterator[bytes]:
+    def _chunks(messages: Iterator[pb.UploadRecordingRequest], context: Context) -> Iterator[bytes]:
         try:
             for message in map(rpc.parsed, messages):
                 if message.WhichOneof("part") != "chunk":
@@ -101,8 +101,10 @@ class MediaService(recordings_pb2_grpc.MediaServiceServicer):
                 yield message.chunk
         except grpc.RpcError:
             raise errors.Cancelled("The upload was interrupted") from None
-        # A cancelled stream can also end like a finished one: ingest() compares the bytes
-        # received with the size the metadata announced.
+        # A cancelled stream can also end like a finished one, even after every byte arrived
+        # (the client went away before closing it): only a stream still active was closed.
+        if not context.is_active():
+            raise errors.Cancelled("The upload was interrupted")
 
     @rpc.handler(credential=rpc.MEDIA)
     def EndCall(
