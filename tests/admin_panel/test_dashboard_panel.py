@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from server.delivery import mailer
 from server.domain import dashboard, service_keys
+from server.storage.models import ActivityMinute
 from tests.admin_panel.conftest import screenshot, sign_in
 from tests.conftest import Account
 from tests.delivery_helpers import email_loop, enqueue_reminders
@@ -95,8 +96,18 @@ def test_the_dashboard_draws_what_the_admin_rpc_returns(
     assert added("minutes", "reminders") == 2 and added("hours", "emails_sent") == 2
     assert added("hours", "emails_failed") == 0
     assert added("minutes", "requests") >= 5 and added("minutes", "client_errors") >= 1
+    # This process sampled the one reminder left waiting; the dashboard shows the largest
+    # backlog any replica sampled in a minute, and the server's own recorder (every 5 s) may
+    # have sampled the two reminders before they went.
+    ours = (
+        ActivityMinute.select()
+        .where(ActivityMinute.replica == "panel-test", ActivityMinute.backlog.is_null(False))
+        .order_by(ActivityMinute.minute.desc())
+        .first()
+    )
+    assert (ours.backlog, ours.oldest_due_seconds >= 300) == (1, True)
     sampled = [m for m in board["minutes"] if "backlog" in m][-1]  # the last minute sampled
-    assert sampled["backlog"] == 1 and sampled["oldest_due_seconds"] >= 300
+    assert sampled["backlog"] >= 1 and sampled["oldest_due_seconds"] >= 300
     # Each chart draws exactly those numbers.
     for chart, names in MINUTE_SERIES.items():
         assert drawn(page, chart) == [column(board["minutes"], n) for n in names], chart
