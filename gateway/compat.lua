@@ -553,6 +553,14 @@ local function remove_internal(headers)
   end
 end
 
+-- The same for the trailers of a streamed reply (over HTTP/2 they would carry grpc-status).
+local function remove_internal_trailers(handle)
+  local trailers = handle:trailers()
+  if trailers then
+    remove_internal(trailers)
+  end
+end
+
 -- A transcoder message without the names of our protobuf types and packages.
 local function public_message(text)
   text = text:gsub("TYPE_%u+%d*", function(name) return PROTO_TYPES[name] or "a value" end)
@@ -591,10 +599,7 @@ local function print_meeting_nulls(handle, streamed)
   if not streamed then
     headers:replace("content-length", tostring(#text))
   end
-  local trailers = handle:trailers()
-  if trailers then
-    remove_internal(trailers)
-  end
+  remove_internal_trailers(handle)
 end
 
 function envoy_on_response(handle)
@@ -616,14 +621,10 @@ function envoy_on_response(handle)
     if content_type:find("^application/json") and prints_meetings(handle) then
       print_meeting_nulls(handle, streamed)
     elseif streamed then
-      -- A streamed reply (a list, a file): over HTTP/2 its trailers would carry grpc-status.
-      -- The chunks pass through unbuffered.
+      -- A streamed reply (a list, a file): the chunks pass through unbuffered.
       for _ in handle:bodyChunks() do
       end
-      local trailers = handle:trailers()
-      if trailers then
-        remove_internal(trailers)
-      end
+      remove_internal_trailers(handle)
     end
     return
   end

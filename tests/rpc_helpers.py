@@ -71,14 +71,11 @@ def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
 
 
 def field_violations(error: grpc.RpcError) -> dict[str, list[str]]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
+    """The descriptions of the error's google.rpc.BadRequest, by field path."""
+    bad = _detail(error, error_details_pb2.BadRequest)
     found: dict[str, list[str]] = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            for violation in bad.field_violations:
-                found.setdefault(violation.field, []).append(violation.description)
+    for violation in bad.field_violations if bad is not None else ():
+        found.setdefault(violation.field, []).append(violation.description)
     return found
 
 

@@ -42,10 +42,11 @@ def _v1_file() -> descriptor_pb2.FileDescriptorProto:
 def enable(server: grpc.Server, service_names: Iterable[str]) -> None:
     """Serves reflection v1 and v1alpha for `service_names` (and for reflection itself)."""
     pool = descriptor_pool.Default()
+    v1_file = _v1_file()
     try:
-        pool.FindFileByName(_v1_file().name)
+        pool.FindFileByName(v1_file.name)  # a second server in the same process
     except KeyError:
-        pool.Add(_v1_file())
+        pool.Add(v1_file)
     names = [*service_names, reflection.SERVICE_NAME, V1_SERVICE]
     servicer = reflection.ReflectionServicer(names, pool=pool)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)

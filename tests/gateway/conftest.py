@@ -175,6 +175,17 @@ def gateway(
     stop_envoy(process)
 
 
+@pytest.fixture(params=["direct", "gateway"])
+def target(
+    request: pytest.FixtureRequest,
+    grpc_server: app.Service,
+    gateway: Gateway,
+) -> str:
+    """host:port for native gRPC: the server itself, or the gateway in front of it."""
+    port = grpc_server.port if request.param == "direct" else gateway.port
+    return f"127.0.0.1:{port}"
+
+
 @pytest.fixture(autouse=True)
 def _lua_errors_stay_zero(request: pytest.FixtureRequest) -> Iterator[None]:
     gateway: Gateway | None = None

@@ -15,7 +15,6 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha import reflection_pb2 as rpb
 
-from server import app
 from server.domain import service_keys
 from tests.conftest import Account, admin_metadata
 from tests.gateway.conftest import Gateway, create_meeting
@@ -72,15 +71,9 @@ def _add(pool: descriptor_pool.DescriptorPool, file: descriptor_pb2.FileDescript
         pool.Add(file)
 
 
-@pytest.fixture(params=["gateway", "direct"])
-def address(request: pytest.FixtureRequest, gateway: Gateway, grpc_server: app.Service) -> str:
-    port = gateway.port if request.param == "gateway" else grpc_server.port
-    return f"127.0.0.1:{port}"
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 def test_reflection_lists_and_calls_every_service(
-    address: str, version: str, gateway: Gateway, accounts: dict[str, Account], admin_key: str
+    target: str, version: str, gateway: Gateway, accounts: dict[str, Account], admin_key: str
 ) -> None:
     host = accounts["host"]
     meeting = create_meeting(gateway, host.token)
@@ -101,7 +94,7 @@ def test_reflection_lists_and_calls_every_service(
         "meetings.v1.AdminService": ("GetMeetingsSettings", {}, admin_metadata(admin_key)),
         "grpc.health.v1.Health": ("Check", {}, ()),
     }
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(target) as channel:
         reflection = Reflection(channel, version)
         try:
             listed = reflection.services()
